@@ -1,0 +1,120 @@
+"""The run directory: everything a finished run leaves behind.
+
+    RUN/recipe.yaml      the resolved recipe (defaults filled in, overrides applied)
+    RUN/metrics.jsonl    one JSON object per logged training step and per evaluation
+    RUN/eval.json        final validation/test metrics, the best step and why training stopped
+    RUN/model/           the best model: safetensors + config (with id2label) + tokenizer
+
+The model directory is replaced atomically: written under a temporary name, then renamed, so a
+crash while saving never leaves a half-written model where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tunesmith.errors import RunError
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.path / "recipe.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def eval_path(self) -> Path:
+        return self.path / "eval.json"
+
+    def create(self) -> "RunDir":
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.metrics_path.write_text("")
+        return self
+
+    def write_recipe(self, recipe) -> None:
+        write_text_atomic(self.recipe_path, recipe.to_yaml())
+
+    def log(self, record: dict) -> None:
+        with self.metrics_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(_finite(record)) + "\n")
+
+    def write_eval(self, result: dict) -> None:
+        write_text_atomic(self.eval_path, json.dumps(_finite(result), indent=2) + "\n")
+
+    def save_model(self, model, tokenizer) -> None:
+        """Write model + tokenizer to a temporary directory, then swap it in for RUN/model."""
+        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self.path))
+        try:
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            replace_dir(staging, self.model_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def require_model(self) -> Path:
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: run directory does not exist")
+        if not (self.model_dir / "config.json").is_file():
+            raise RunError(f"{self.path}: no trained model in {self.model_dir} (did training finish?)")
+        return self.model_dir
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put `new` at `target`; the old `target` (if any) is removed only after the swap."""
+    old = target.with_name(f".{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finite(value):
+    """JSON has no NaN/Infinity: write them as null rather than produce invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,143 @@
+"""Command line: parse arguments, call one function per command, turn errors into one line + exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tunesmith.errors import TunesmithError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunesmith", description="Fine-tune pretrained transformers on your own data.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a model from a YAML recipe")
+    train.add_argument("recipe", help="path to the YAML recipe")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe key, e.g. --set train.lr=3e-5 (repeatable)")
+    train.add_argument("--output", help="run directory (overrides the recipe's output)")
+
+    predict = commands.add_parser("predict", help="predict labels with a trained run")
+    predict.add_argument("run", help="run directory written by `tunesmith train`")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    source.add_argument("--input", help="a data file to classify (read with the run's data settings)")
+    predict.add_argument("--output", help="write predictions to this .csv/.tsv/.jsonl file")
+    _add_read_overrides(predict)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run on a labelled file")
+    evaluate.add_argument("run", help="run directory written by `tunesmith train`")
+    evaluate.add_argument("--data", required=True, help="labelled file (read with the run's data settings)")
+    evaluate.add_argument("--output", help="write the metrics to this JSON file")
+    _add_read_overrides(evaluate)
+
+    commands.add_parser("models", help="list the packaged models")
+    return parser
+
+
+def _add_read_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["csv", "tsv", "jsonl", "json", "parquet", "txt"],
+                        help="file format, if not the run's (default: from the extension, else the run's)")
+    parser.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                        help="whether the file has a header row (default: the run's setting)")
+    parser.add_argument("--text-column", help="column holding the text (name, or 0-based index without header)")
+    parser.add_argument("--label-column", help="column holding the label (evaluate)")
+
+
+def cmd_train(args) -> int:
+    from tunesmith.console import print_training_summary
+    from tunesmith.recipe import load_recipe
+    from tunesmith.run import finetune
+
+    overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
+    recipe = load_recipe(args.recipe, overrides)
+    print_training_summary(finetune(recipe))
+    return 0
+
+
+def _read_overrides(args, run) -> dict:
+    columns = dict(run.recipe.data.columns)
+    for role, value in (("text", args.text_column), ("label", getattr(args, "label_column", None))):
+        if value is not None:
+            columns[role] = int(value) if value.isdigit() else value
+    return {"format": args.format, "header": args.header, "columns": columns}
+
+
+def cmd_predict(args) -> int:
+    from tunesmith.console import console, print_predictions
+    from tunesmith.predict import TrainedRun
+    from tunesmith.writers import write_table
+
+    run = TrainedRun(args.run)
+    if args.text:
+        frame = run.predict_texts(args.text)
+    else:
+        frame = run.predict_frame(run.read(args.input, require_label=False, **_read_overrides(args, run)))
+    if args.output:
+        write_table(frame.drop(columns=["line"], errors="ignore"), Path(args.output))
+        console.print(f"wrote {len(frame)} predictions to {args.output}")
+    else:
+        print_predictions(frame)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from tunesmith.console import console, print_evaluation
+    from tunesmith.predict import TrainedRun
+
+    run = TrainedRun(args.run)
+    metrics = run.evaluate_file(args.data, **_read_overrides(args, run))
+    print_evaluation(args.data, metrics)
+    if args.output:
+        Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n")
+        console.print(f"wrote metrics to {args.output}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from tunesmith.console import print_models
+    from tunesmith.models import describe_models
+
+    print_models(describe_models())
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    args = build_parser().parse_args(argv)
+    from tunesmith.console import fail
+
+    try:
+        _quiet_libraries()
+        return COMMANDS[args.command](args)
+    except TunesmithError as exc:
+        fail(str(exc))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        fail("interrupted")
+        return 130
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # e.g. 'Writing model shards' on every save
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""Read a data file into a DataFrame with one column per role.
+
+A *role* is what a column means to the task (``text``, ``text_pair``, ``label``, ...); the recipe's
+``data.columns`` maps each role to a column name or a 0-based column index. ``read_table`` returns a
+frame with one column per role, named by the role, plus ``line``: where the row starts in the file
+(the 1-based physical line for csv/tsv/jsonl/txt, the 1-based row for parquet, the 1-based item for
+a JSON array), so that every later error can point at the row that caused it.
+
+Every problem with the file is raised as a one-line :class:`~tunesmith.errors.DataError` that
+starts with the file's path.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import itertools
+import json
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunesmith.errors import DataError
+
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "txt")
+QUOTING = ("auto", "minimal", "none")
+
+_EXTENSIONS = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "txt",
+}
+_SEPARATOR_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
+_MISSING = object()  # a JSON object without the key a role is mapped to
+_MAX_LISTED = 30  # at most this many column names in an error message
+
+Column = str | int
+Row = tuple[int, list[Any]]  # (line, one value per role)
+
+
+def infer_format(path: Path, format: str | None) -> str:
+    """The file's format: ``format`` when given (checked against FORMATS), else from the extension.
+
+    ``.tab`` reads as tsv, ``.ndjson`` as jsonl and ``.pq`` as parquet.
+    """
+    path = Path(path)
+    choices = ", ".join(FORMATS)
+    if format is not None:
+        fmt = str(format).strip().lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise DataError(f"{path}: unsupported format '{format}' (data.format); use one of {choices}")
+        return fmt
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        ext = f"extension '{path.suffix}'" if path.suffix else "no extension"
+        raise DataError(f"{path}: cannot tell the format of this file ({ext}); "
+                        f"set data.format to one of {choices}")
+    return fmt
+
+
+def read_table(
+    path: Path | str,
+    *,
+    columns: Mapping[str, Column],
+    required: tuple[str, ...] = ("text", "label"),
+    format: str | None = None,
+    header: bool | None = None,
+    quoting: str = "auto",
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
+    """Read ``path`` into a DataFrame with one column per role in ``columns`` plus ``line``.
+
+    ``required`` roles must have a non-blank value in every row. Roles named ``text`` or
+    ``text_*`` come back as ``str``; ``label`` keeps the type it was read with (always ``str`` for
+    csv/tsv; whatever JSON or Arrow gives for jsonl/json/parquet), with string labels stripped of
+    surrounding whitespace. A missing or blank value of a role that is not required reads as
+    ``""`` for text roles and ``None`` for others. Blank lines are skipped; a UTF-8 BOM is dropped.
+
+    csv/tsv only: ``header`` (None: the first row holds column names when every ``columns`` value
+    is a name), ``quoting`` ("auto": none for tsv, minimal for csv; "minimal": standard double-quote
+    quoting; "none": quotes are ordinary characters) and ``delimiter`` (default by format).
+    """
+    path = Path(path)
+    _check_file(path)
+    fmt = infer_format(path, format)
+    _check_columns(path, fmt, columns, required)
+    if fmt == "parquet":
+        rows, unit = _read_parquet(path, columns), "row"
+    else:
+        text = _decode(path, encoding)
+        if fmt in ("csv", "tsv"):
+            rows, unit = _read_delimited(path, text, fmt, columns, header, quoting, delimiter), "line"
+        elif fmt == "txt":
+            rows, unit = _read_txt(path, text), "line"
+        else:
+            records = _read_jsonl(path, text) if fmt == "jsonl" else _read_json(path, text)
+            rows, unit = _pick_keys(path, fmt, records, columns), ("line" if fmt == "jsonl" else "item")
+    frame = _build_frame(path, unit, rows, columns, required)
+    frame.attrs["line_unit"] = unit
+    return frame
+
+
+# --- checks shared by every format -------------------------------------------------------------
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty")
+
+
+def _check_columns(path: Path, fmt: str, columns: Mapping[str, Column], required: tuple[str, ...]) -> None:
+    """The ``columns`` mapping is usable: valid names/indexes, every required role mapped."""
+    if not columns:
+        raise DataError(f"{path}: data.columns is empty; map at least the text column")
+    for role, col in columns.items():
+        ok = (isinstance(col, str) and col != "") or (
+            isinstance(col, int) and not isinstance(col, bool) and col >= 0)
+        if not ok:
+            raise DataError(f"{path}: data.columns.{role} must be a column name or a 0-based "
+                            f"column index, got {col!r}")
+    for role in required:
+        if role not in columns:
+            if fmt == "txt":
+                raise DataError(f"{path}: a txt file holds only text, one example per line; "
+                                f"it has no {role} column. Use csv, tsv, jsonl, json or parquet")
+            raise DataError(f"{path}: data.columns.{role} is not set; name the {role} column")
+    if fmt == "txt" and set(columns) != {"text"}:
+        extra = ", ".join(sorted(set(columns) - {"text"}))
+        raise DataError(f"{path}: a txt file holds only text, one example per line; "
+                        f"it has no columns for: {extra}")
+
+
+def _decode(path: Path, encoding: str) -> str:
+    """The file's text; a non-decodable byte is reported with its line. A leading BOM is dropped."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    try:
+        text = data.decode(encoding)
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(
+            f"{path}, line {line}: not valid {encoding} text (byte 0x{data[err.start]:02x} at "
+            f"column {column}); convert the file to UTF-8 or set data.encoding") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _show(name: str) -> str:
+    """``name`` fit for a one-line message: control characters escaped."""
+    return name if name.isprintable() else repr(name)[1:-1]
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(_show(n) for n in names[:_MAX_LISTED])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
+
+
+def _not_found(path: Path, role: str, name: str, names: list[str], what: str = "column") -> DataError:
+    """The error for a column (or key) name that the file does not have, with a close match."""
+    message = f"{path}: {what} '{_show(name)}' (data.columns.{role}) not found; {what}s are: {_listing(names)}"
+    lowered = {n.lower(): n for n in names}
+    match = lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, names, n=1)), None)
+    if match is not None:
+        message += f"; did you mean '{_show(match)}'?"
+    return DataError(message)
+
+
+def _resolve(path: Path, columns: Mapping[str, Column], names: list[str], where: str) -> list[int]:
+    """Column positions for each role, given the file's column ``names`` (header or schema)."""
+    stripped = [n.strip() for n in names]
+    positions = []
+    for role, col in columns.items():
+        if isinstance(col, int):
+            if col >= len(names):
+                listed = "" if names == [str(i) for i in range(len(names))] else f": {_listing(names)}"
+                raise DataError(f"{path}: column index {col} (data.columns.{role}) is out of range; "
+                                f"{where} has {len(names)} columns (0 to {len(names) - 1}){listed}")
+            positions.append(col)
+        elif col in names:
+            positions.append(names.index(col))
+        elif col.strip() in stripped:
+            positions.append(stripped.index(col.strip()))
+        else:
+            raise _not_found(path, role, col, names)
+    return positions
+
+
+# --- csv / tsv -----------------------------------------------------------------------------------
+
+@contextmanager
+def _large_fields() -> Iterator[None]:
+    """Lift the csv module's 128 KiB field limit while reading: long documents are fine."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _dialect(path: Path, fmt: str, quoting: str, delimiter: str | None) -> tuple[str, int]:
+    if quoting not in QUOTING:
+        raise DataError(f"{path}: unknown quoting '{quoting}' (data.quoting); use one of {', '.join(QUOTING)}")
+    if quoting == "auto":
+        quoting = "none" if fmt == "tsv" else "minimal"
+    sep = delimiter if delimiter is not None else ("\t" if fmt == "tsv" else ",")
+    if not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n':
+        raise DataError(f"{path}: data.delimiter must be one character other than a quote or "
+                        f"a line break, got {sep!r}")
+    return sep, (csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL)
+
+
+def _csv_rows(path: Path, text: str, sep: str, mode: int) -> Iterator[Row]:
+    """(start line, fields) for each non-blank record; csv errors become DataErrors."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=mode, strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            hint = ("a quoted field that starts here is never closed" if "end of data" in str(err)
+                    else f"bad quoting: {err}")
+            raise DataError(f"{path}, line {start}: {hint}; if quotes in this file are ordinary "
+                            f"characters, set data.quoting: none") from None
+        if fields and (len(fields) > 1 or fields[0].strip()):
+            yield start, fields
+
+
+def _read_delimited(path: Path, text: str, fmt: str, columns: Mapping[str, Column],
+                    header: bool | None, quoting: str, delimiter: str | None) -> list[Row]:
+    """Rows of a csv/tsv file, each holding the fields that ``columns`` maps, in role order."""
+    sep, mode = _dialect(path, fmt, quoting, delimiter)
+    if header is None:
+        header = all(isinstance(col, str) for col in columns.values())
+    named = [role for role, col in columns.items() if isinstance(col, str)]
+    if not header and named:
+        raise DataError(f"{path}: data.columns.{named[0]} names a column, but the file is read "
+                        f"without a header row; use a 0-based column index or set data.header: true")
+    with _large_fields():
+        records = _csv_rows(path, text, sep, mode)
+        first = next(records, None)
+        if first is None:
+            raise DataError(f"{path} is empty")
+        if header:
+            positions = _resolve(path, columns, first[1], "the header")
+        else:
+            positions = _resolve(path, columns, [str(i) for i in range(len(first[1]))],
+                                 f"the first row (line {first[0]})")
+            records = itertools.chain([first], records)
+        need = max(positions) + 1
+        kind = _SEPARATOR_NAMES.get(sep, f"'{sep}'")
+        rows = []
+        for line, fields in records:
+            if len(fields) < need:
+                raise DataError(f"{path}, line {line}: expected at least {need} {kind}-separated "
+                                f"fields, found {len(fields)}")
+            rows.append((line, [fields[i] for i in positions]))
+    if not rows:
+        raise DataError(f"{path} has a header but no rows")
+    return rows
+
+
+# --- txt, jsonl, json, parquet -------------------------------------------------------------------
+
+def _read_txt(path: Path, text: str) -> list[Row]:
+    """One example per non-blank line (split on ``\\n`` only; a trailing ``\\r`` is dropped)."""
+    rows = [(n, [raw.removesuffix("\r")]) for n, raw in enumerate(text.split("\n"), 1) if raw.strip()]
+    if not rows:
+        raise DataError(f"{path} is empty")
+    return rows
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
+    """(line, object) for each non-blank line."""
+    records = []
+    for n, raw in enumerate(text.split("\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {n}: invalid JSON ({err.msg} at column {err.colno}); "
+                            f"jsonl needs one complete JSON object per line") from None
+        except (ValueError, RecursionError) as err:
+            raise DataError(f"{path}, line {n}: invalid JSON ({err})") from None
+        if not isinstance(obj, dict):
+            hint = "; for a file holding one JSON array, set data.format: json" if isinstance(obj, list) else ""
+            raise DataError(f"{path}, line {n}: expected a JSON object, found {_kind(obj)}{hint}")
+        records.append((n, obj))
+    if not records:
+        raise DataError(f"{path} is empty")
+    return records
+
+
+def _read_json(path: Path, text: str) -> list[tuple[int, dict]]:
+    """(item number, object) for each item of the file's top-level array."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        hint = "; for one JSON object per line, set data.format: jsonl" if err.msg == "Extra data" else ""
+        raise DataError(f"{path}, line {err.lineno}: invalid JSON ({err.msg} at column {err.colno})"
+                        f"{hint}") from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{path}: invalid JSON ({err})") from None
+    if not isinstance(data, list):
+        hint = "; for one JSON object per line, set data.format: jsonl" if isinstance(data, dict) else ""
+        raise DataError(f"{path}: expected a JSON array of objects, found {_kind(data)}{hint}")
+    if not data:
+        raise DataError(f"{path} is empty (the JSON array has no items)")
+    for n, obj in enumerate(data, 1):
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}, item {n}: expected a JSON object, found {_kind(obj)}")
+    return list(enumerate(data, 1))
+
+
+def _pick_keys(path: Path, fmt: str, records: list[tuple[int, dict]],
+               columns: Mapping[str, Column]) -> list[Row]:
+    """The values each role maps to; a key that no object has is an error, a key that only some
+    objects lack reads as missing in those."""
+    keys = list(dict.fromkeys(key for _, obj in records for key in obj))
+    for role, col in columns.items():
+        if isinstance(col, int):
+            raise DataError(f"{path}: data.columns.{role} is {col}, but {fmt} fields are named, "
+                            f"not numbered; keys are: {_listing(keys)}")
+        if col not in keys:
+            raise _not_found(path, role, col, keys, what="key")
+    names = list(columns.values())
+    return [(n, [obj.get(col, _MISSING) for col in names]) for n, obj in records]
+
+
+def _read_parquet(path: Path, columns: Mapping[str, Column]) -> list[Row]:
+    """Rows of a parquet file (numbered from 1), values as Arrow converts them to Python."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as source:
+            names = list(source.schema_arrow.names)
+            positions = _resolve(path, columns, names, "the file")
+            table = source.read(columns=[names[i] for i in dict.fromkeys(positions)])
+    except (pa.ArrowException, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: cannot read as parquet ({first})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path} has no rows")
+    values = [table.column(names[i]).to_pylist() for i in positions]
+    return [(n, list(row)) for n, row in enumerate(zip(*values), 1)]
+
+
+# --- values and the frame ------------------------------------------------------------------------
+
+def _is_text_role(role: str) -> bool:
+    return role == "text" or role.startswith("text_")
+
+
+def _is_blank(value: Any) -> bool:
+    return (value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value))
+            or (isinstance(value, str) and not value.strip()))
+
+
+def _clean(where: tuple[Path, str, int], role: str, column: Column, value: Any, required: bool) -> Any:
+    """``value`` of ``role`` checked and converted; ``where`` is (file, "line"/"row"/"item", number)."""
+    if _is_blank(value):
+        if required:
+            detail = f" (the object has no key '{column}')" if value is _MISSING else ""
+            raise DataError(f"{_at(where)}: empty {role}{detail}")
+        return "" if _is_text_role(role) else None
+    if role == "label":
+        if isinstance(value, str):
+            return value.strip()
+        if not isinstance(value, (bool, int, float)):
+            raise DataError(f"{_at(where)}: label must be a string or a number, found {_kind(value)}")
+        return value
+    if _is_text_role(role):
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, (bool, int, float)):
+            raise DataError(f"{_at(where)}: {role} must be a string, found {_kind(value)}")
+        return str(value)
+    return value
+
+
+def _at(where: tuple[Path, str, int]) -> str:
+    path, unit, number = where
+    return f"{path}, {unit} {number}"
+
+
+def _build_frame(path: Path, unit: str, rows: list[Row], columns: Mapping[str, Column],
+                 required: tuple[str, ...]) -> pd.DataFrame:
+    """The frame: one column per role (text roles as ``str``, others as pandas infers) + ``line``."""
+    roles, cols = list(columns), list(columns.values())
+    flags = [role in required for role in roles]
+    values: list[list[Any]] = [[] for _ in roles]
+    for line, row in rows:
+        for k, value in enumerate(row):
+            values[k].append(_clean((path, unit, line), roles[k], cols[k], value, flags[k]))
+    frame = pd.DataFrame({role: pd.Series(vals, dtype=str if _is_text_role(role) else None)
+                          for role, vals in zip(roles, values)})
+    frame["line"] = np.fromiter((line for line, _ in rows), dtype=np.int64, count=len(rows))
+    return frame

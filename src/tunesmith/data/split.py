@@ -1,0 +1,71 @@
+"""Hold out part of a data set (e.g. a validation split carved from the training file)."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from tunesmith.errors import DataError
+
+_STRATIFY_HINT = "set data.validation.stratify: false"
+
+
+def split_frame(
+    df: pd.DataFrame,
+    fraction: float,
+    *,
+    seed: int,
+    stratify: bool = True,
+    label_column: str = "label",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``df`` into (train, held_out), ``held_out`` holding ``fraction`` of the rows.
+
+    The split is a shuffled ``sklearn.model_selection.train_test_split`` determined by ``seed``;
+    with ``stratify`` each class keeps its share of rows in both parts (to within one row). The
+    held-out part gets ``ceil(fraction * len(df))`` rows. Both frames get a fresh 0..n-1 index.
+    Raises DataError when the split cannot be made (too few rows, or a class too small to stratify).
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 < fraction < 1:
+        raise DataError(f"the held-out fraction (data.validation.split) must be between 0 and 1, "
+                        f"exclusive; got {fraction!r}")
+    n_rows = len(df)
+    n_held = math.ceil(fraction * n_rows)
+    if n_rows < 2 or n_held >= n_rows:
+        raise DataError(f"cannot hold out {fraction:g} of {n_rows} rows and keep any for training; "
+                        f"add rows or lower the fraction")
+    strata = _strata(df, n_held, label_column) if stratify else None
+    train, held = train_test_split(df, test_size=n_held, random_state=seed, shuffle=True, stratify=strata)
+    return train.reset_index(drop=True), held.reset_index(drop=True)
+
+
+def _strata(df: pd.DataFrame, n_held: int, label_column: str) -> pd.Series:
+    """The labels as strings, checked to allow a stratified split of ``n_held`` rows."""
+    if label_column not in df.columns:
+        raise DataError(f"cannot stratify: the data has no '{label_column}' column; {_STRATIFY_HINT}")
+    strata = df[label_column].map(_stratum)
+    counts = strata.value_counts()
+    small = counts[counts < 2]
+    if len(small):
+        name, count = small.index[0], int(small.iloc[0])
+        more = f" (and {len(small) - 1} more such classes)" if len(small) > 1 else ""
+        raise DataError(f"label '{name}' has only {count} example{more}; a stratified split needs at "
+                        f"least 2 per class: add examples, or {_STRATIFY_HINT}")
+    n_classes = len(counts)
+    n_train = len(df) - n_held
+    if n_held < n_classes or n_train < n_classes:
+        part, size = ("held-out", n_held) if n_held < n_classes else ("training", n_train)
+        raise DataError(f"a stratified split needs at least one row of each of the {n_classes} classes "
+                        f"in the {part} part, which would have only {size} rows; raise the fraction, "
+                        f"add rows, or {_STRATIFY_HINT}")
+    return strata
+
+
+def _stratum(value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,29 @@
+"""Errors a user sees. The CLI turns any TunesmithError into one line on stderr and exit status 2.
+
+Every message names what is wrong (the file and line, the recipe key, the model directory) and,
+where it helps, what to do about it.
+"""
+
+
+class TunesmithError(Exception):
+    """Base of every user-facing error: a one-line message, no traceback."""
+
+
+class RecipeError(TunesmithError):
+    """The recipe (YAML file, --set override or CLI flag) is invalid."""
+
+
+class DataError(TunesmithError):
+    """A data file is missing, unreadable or malformed."""
+
+
+class ModelError(TunesmithError):
+    """A model name or directory cannot be resolved or loaded."""
+
+
+class TrainingError(TunesmithError):
+    """Training cannot go on (e.g. a NaN loss)."""
+
+
+class RunError(TunesmithError):
+    """A run directory is missing or incomplete."""

@@ -1,0 +1,41 @@
+"""Classification metrics from scikit-learn: accuracy, macro-F1, per-class P/R/F1, confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+# Metrics that early stopping may watch; "loss" is minimised, the others maximised.
+METRIC_NAMES = ("accuracy", "macro_f1", "weighted_f1", "loss")
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> dict:
+    labels = list(range(len(names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(names, precision, recall, f1, support)
+        },
+        "confusion_matrix": {
+            "labels": list(names),
+            "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        },
+        "n": int(len(y_true)),
+    }
+
+
+def majority_baseline(y_train: np.ndarray, y_eval: np.ndarray, names: list[str]) -> dict:
+    """What always predicting the most frequent training class scores on y_eval."""
+    majority = int(np.bincount(y_train, minlength=len(names)).argmax())
+    scores = classification_metrics(y_eval, np.full_like(y_eval, majority), names)
+    return {"predicts": names[majority], "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+
+
+def metric_mode(name: str) -> str:
+    return "min" if name == "loss" or name.endswith("loss") else "max"

@@ -1,0 +1,201 @@
+"""The recipe: one YAML file (plus --set overrides) that says everything about a run.
+
+Validated with pydantic before any data or model is touched; every problem becomes a one-line
+RecipeError naming the key (with a close match for typos). The resolved recipe is saved in the run
+directory, so a run can always be repeated.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunesmith.errors import RecipeError
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class HeldOut(Section):
+    """How to get a validation set: a fraction of the training file, or a file of its own."""
+
+    split: float | None = Field(0.2, gt=0, lt=1, description="fraction of the training rows held out")
+    stratify: bool = True
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "HeldOut":
+        if self.path is not None:
+            self.__dict__["split"] = None
+        elif self.split is None:
+            raise ValueError("give either split (a fraction) or path (a file)")
+        return self
+
+
+class DataSpec(Section):
+    train: str
+    format: Literal["csv", "tsv", "jsonl", "json", "parquet", "txt"] | None = None
+    header: bool | None = None
+    columns: dict[str, Union[str, int]] = Field(default_factory=lambda: {"text": "text", "label": "label"})
+    quoting: Literal["auto", "minimal", "none"] = "auto"
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    validation: HeldOut = Field(default_factory=HeldOut)
+    test: str | None = None
+    drop_duplicates: bool = False
+
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _path_shorthand(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("columns")
+    @classmethod
+    def _known_roles(cls, value: dict) -> dict:
+        unknown = set(value) - {"text", "text_pair", "label"}
+        if unknown:
+            raise ValueError(f"unknown column role {sorted(unknown)[0]!r}; roles are text, text_pair, label")
+        if "text" not in value:
+            raise ValueError("needs a 'text' column")
+        return value
+
+
+class EarlyStopping(Section):
+    metric: str = "macro_f1"
+    patience: int | None = Field(None, ge=1, description="evaluations without improvement before stopping")
+    target: float | None = None
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainSpec(Section):
+    epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1, description="for sgd and rmsprop")
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup: float = Field(0.06, ge=0, description="a fraction of the steps (< 1) or a number of steps (>= 1)")
+    max_length: int = Field(128, ge=2)
+    group_by_length: bool = Field(True, description="batch rows of similar length together (less padding)")
+    grad_accumulation: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    eval_every: Union[Literal["epoch"], int] = "epoch"
+    log_every: int = Field(10, ge=1)
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    seed: int = 0
+
+    @field_validator("eval_every")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'epoch' or a positive number of steps")
+        return value
+
+
+class Recipe(Section):
+    model: str
+    task: Literal["classification"] = "classification"
+    data: DataSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    output: str = "runs/latest"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> Recipe:
+    """Read a YAML recipe, apply `key.sub=value` overrides, validate. Raises RecipeError."""
+    raw: dict = dict(base or {})
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value)
+    return validate_recipe(raw, source=str(path) if path else "recipe")
+
+
+def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError(f"{source}: {_describe(exc.errors()[0], raw)}") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not UTF-8 text") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping (model:, data:, train: ...)")
+    return raw
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=3e-5")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None or isinstance(child, str) and part == "validation":
+            child = {} if child is None else {"path": child}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {key}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(error: dict, raw: dict) -> str:
+    loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        hint = _close_match(loc)
+        return f"unknown key '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
+    if error["type"] == "missing":
+        return f"missing key '{key}'"
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"key '{key}': {message}{shown}" if key else f"{message}"
+
+
+def _close_match(loc: list[str]) -> str | None:
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    matches = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return ".".join(loc[:-1] + matches[:1]) if matches else None

