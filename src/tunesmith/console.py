@@ -42,7 +42,7 @@ def per_class_table(split: str, metrics: dict) -> Table:
 def confusion_table(split: str, metrics: dict) -> Table:
     matrix = metrics.get("confusion_matrix", {})
     table = Table(title=f"confusion matrix ({split})", title_justify="left",
-                  caption="rows: true label; columns: predicted", caption_justify="left")
+                  caption="rows: true label; columns: predicted", caption_justify="left", min_width=44)
     table.add_column("")
     for name in matrix.get("labels", []):
         table.add_column(name, justify="right")
