@@ -1,0 +1,109 @@
+"""Generate text with a causal_lm or sft run (`tunesmith generate RUN --prompt ...`).
+
+One prompt at a time (no padding), seeded before each prompt: the same seed, prompt and settings give the
+same text. temperature 0 is greedy decoding; otherwise sampling with that temperature and nucleus top_p.
+sft runs format each prompt as a user turn with the chat template saved in the run's tokenizer (the one
+training used) and stop at the template's end-of-turn token as well as at EOS; causal_lm runs continue
+the raw text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from tunesmith.artifacts import RunDir
+from tunesmith.data.chat import prompt_ids, stop_token_ids
+from tunesmith.errors import RecipeError, RunError
+from tunesmith.models import check_weights_safe
+from tunesmith.recipe import load_recipe
+from tunesmith.tasks.lm import max_positions
+
+LM_TASKS = ("causal_lm", "sft")
+
+
+@torch.no_grad()
+def generate_texts(model, tokenizer, prompts: Sequence[str], *, chat_template: str | None = None,
+                   max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
+    """The generated continuation (new tokens only, special tokens dropped) of each prompt."""
+    from transformers import GenerationConfig
+
+    if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1:
+        raise RecipeError("generation needs temperature >= 0, 0 < top_p <= 1 and max_new_tokens >= 1")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    if chat_template is not None:
+        stops = stop_token_ids(tokenizer, chat_template)
+    else:
+        stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    settings = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0, "use_cache": True,
+                "eos_token_id": stops or None, "pad_token_id": tokenizer.pad_token_id}
+    if temperature > 0:
+        settings.update(temperature=temperature, top_p=top_p, top_k=0)
+    config = GenerationConfig(**settings)
+    limit = max_positions(model.config)
+    texts = []
+    try:
+        for prompt in prompts:
+            if chat_template is not None:
+                ids = prompt_ids(tokenizer, chat_template, prompt)
+            else:
+                ids = tokenizer(prompt, verbose=False)["input_ids"]
+            if not ids:
+                raise RecipeError("an empty prompt: give some text to continue")
+            if limit is not None:  # never past the model's positions (GPT-2: 1024, the tiny test ones: 128)
+                ids = ids[-(limit - 1):]
+                config.max_new_tokens = min(max_new_tokens, limit - len(ids))
+            input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+            # seeded per prompt, on a forked RNG: the caller's random state (e.g. training's) is left as it was
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                     generation_config=config)
+            texts.append(tokenizer.decode(out[0, len(ids):].tolist(), skip_special_tokens=True))
+    finally:
+        if was_training:
+            model.train()
+    return texts
+
+
+class TrainedLM:
+    """A causal_lm or sft run directory loaded for generation."""
+
+    def __init__(self, path: str | Path):
+        from tunesmith.tasks.lm import load_for_causal_lm
+
+        self.run = RunDir(path)
+        model_dir = self.run.require_model()
+        if not self.run.recipe_path.is_file():
+            raise RunError(f"{self.run.path}: recipe.yaml is missing; is this a tunesmith run directory?")
+        self.recipe = load_recipe(self.run.recipe_path)
+        if self.recipe.task not in LM_TASKS:
+            raise RunError(f"{self.run.path} is a {self.recipe.task} run; generate works with causal_lm and sft runs "
+                           f"(use tunesmith predict)")
+        check_weights_safe(model_dir, allow_pickle=self.recipe.allow_pickle)
+        self.model, self.tokenizer = load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
+                                                        allow_pickle=self.recipe.allow_pickle)
+        self.model.eval()
+
+    @property
+    def chat(self) -> bool:
+        return self.recipe.task == "sft"
+
+    def generate(self, prompts: Sequence[str], *, chat: bool | None = None, **settings) -> list[str]:
+        chat = self.chat if chat is None else chat
+        template = self.tokenizer.chat_template if chat else None
+        if chat and not template:
+            raise RunError(f"{self.run.model_dir}: the tokenizer has no chat template; generate with --no-chat")
+        return generate_texts(self.model, self.tokenizer, prompts, chat_template=template, **settings)
+
+
+def print_generations(prompts: Sequence[str], texts: Sequence[str], *, chat: bool) -> None:
+    """causal_lm: the prompt and its continuation; sft: the answer. Several prompts are separated by a rule."""
+    for index, (prompt, text) in enumerate(zip(prompts, texts)):
+        if index:
+            print("\n" + "-" * 40)
+        print(text if chat else prompt + text, flush=True)

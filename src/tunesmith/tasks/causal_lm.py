@@ -1,0 +1,64 @@
+"""Continued pre-training on raw text: next-token prediction over packed blocks.
+
+Documents (see tunesmith.data.lm_data) are tokenized with the tokenizer's usual special tokens (a Llama
+tokenizer starts each document with <s>), followed by EOS, concatenated and cut into blocks of
+`lm.block_size` tokens (default train.max_length); see tunesmith.data.packing.pack_documents. Every token
+is a target (labels = input_ids); only the last block of a split may be shorter and is padded per batch.
+"""
+
+from __future__ import annotations
+
+from tunesmith.data.encode import EncodedDataset
+from tunesmith.data.lm_data import load_document_splits
+from tunesmith.data.packing import pack_documents
+from tunesmith.errors import ModelError
+from tunesmith.tasks.lm import LMTask
+
+
+class CausalLMTask(LMTask):
+    name = "causal_lm"
+    unit = "documents"
+
+    def __init__(self, recipe):
+        super().__init__(recipe)
+        self.stats: dict[str, dict] = {}
+
+    def load_data(self):
+        self.splits = load_document_splits(self.recipe.data, self.lm, seed=self.recipe.train.seed)
+        return self.splits
+
+    def describe_splits(self, splits) -> str:
+        unit = f" ({self.lm.text_unit}s of a .txt file)" if str(self.recipe.data.train).endswith(".txt") else ""
+        return super().describe_splits(splits) + unit
+
+    def encode(self, frame, tokenizer) -> EncodedDataset:
+        if tokenizer.eos_token_id is None:
+            raise ModelError("the tokenizer has no eos token to put between documents")
+        ids = tokenizer(frame["text"].tolist(), verbose=False)["input_ids"]
+        blocks = pack_documents(ids, tokenizer.eos_token_id, self.block_size)
+        dataset = EncodedDataset([{"input_ids": block} for block in blocks])
+        self.stats[self._split_of(frame)] = {"documents": len(frame), "tokens": sum(len(b) for b in blocks),
+                                             "blocks": len(blocks)}
+        return dataset
+
+    def encode_summary(self) -> dict:
+        return {"splits": self.stats}
+
+    def default_prompts(self, frame) -> list[dict]:
+        """The first line of each validation document (at most 60 characters, cut at a space), plus a line
+        break when the document goes on; the rest of the document is the reference."""
+        prompts = []
+        for text in frame["text"].tolist():
+            first, _, rest = text.partition("\n")
+            head = first.strip()
+            if len(head) > 60:
+                head = head[:60].rsplit(" ", 1)[0]
+            if not head:
+                continue
+            whole_line = len(head) == len(first.strip())
+            if whole_line and rest.strip():
+                prompt, reference = head + "\n", rest
+            else:
+                prompt, reference = head, text[text.find(head) + len(head):]
+            prompts.append({"prompt": prompt, "reference": reference[:300]})
+        return prompts

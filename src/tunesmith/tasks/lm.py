@@ -1,0 +1,206 @@
+"""What the two language-model tasks (causal_lm, sft) share: the model, the loss, evaluation, samples.
+
+- Model: AutoModelForCausalLM (fp32) + a tokenizer that always has a pad token (eos when it had none).
+  Padding is never found by comparing ids with the pad id: batches carry explicit -100 labels.
+- Loss: the model's own shifted cross-entropy over the tokens whose label is not -100.
+- Evaluation: the summed token loss and the number of predicted tokens, batch by batch (logits are
+  dropped after each batch, so memory stays flat however long the validation set is):
+  loss = mean token loss, perplexity = exp(loss). Early stopping uses loss (or perplexity), mode min.
+- Before training, the pretrained model is evaluated on every held-out split ("baselines" in eval.json)
+  and generates from a few fixed prompts; after training the best model generates from the same prompts
+  (eval.json "generations": prompt, reference, before, after). Decoding there is greedy: reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from tunesmith.data.packing import IGNORE_INDEX, make_lm_loader
+from tunesmith.errors import ModelError, RecipeError
+from tunesmith.models import _one_line, _quiet_transformers, load_tokenizer
+
+log = logging.getLogger("tunesmith.tasks")
+
+METRIC_NAMES = ("loss", "perplexity")
+
+
+def load_for_causal_lm(model_dir: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """(AutoModelForCausalLM in fp32, tokenizer with a pad token, right padding)."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(Path(model_dir), trust_remote_code, padding_side="right")
+    try:
+        with _quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch.float32, local_files_only=True, trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True)
+    except Exception as exc:
+        raise ModelError(f"cannot load {model_dir} as a causal language model (GPT-2, Llama, ...): "
+                         f"{_one_line(exc)}") from exc
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def max_positions(config) -> int | None:
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+class LMTask:
+    """Base of causal_lm and sft; subclasses read and encode their data and pick sample prompts."""
+
+    name = "lm"
+    metric_names = METRIC_NAMES
+    chat = False  # samples and `tunesmith generate` format prompts as chat turns
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+        self.lm = recipe.lm
+        self.splits = None
+        self.before: dict[str, dict] = {}
+        self.samples: list[dict] = []
+        stop = recipe.train.early_stopping
+        if "metric" not in stop.model_fields_set and stop.metric == "macro_f1":
+            stop.metric = "loss"  # the schema's default is a classification metric
+        elif stop.metric not in METRIC_NAMES:
+            raise RecipeError(f"train.early_stopping.metric: '{stop.metric}' is not a {self.name} metric; "
+                              f"choose one of {', '.join(METRIC_NAMES)}")
+
+    @property
+    def block_size(self) -> int:
+        return self.lm.block_size or self.recipe.train.max_length
+
+    # ---- data -------------------------------------------------------------------------------
+    def describe_splits(self, splits) -> str:
+        counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
+        return f"data: {counts} {self.unit}"
+
+    unit = "rows"
+
+    def _split_of(self, frame) -> str:
+        if self.splits is not None:
+            for name, candidate in self.splits.frames().items():
+                if candidate is frame:
+                    return name
+        return "data"  # a file outside the splits (e.g. a new evaluation file)
+
+    def make_loader(self, dataset, tokenizer, *, batch_size: int, order: str, seed: int = 0):
+        return make_lm_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)
+
+    # ---- model ------------------------------------------------------------------------------
+    def load_model(self, model_dir: Path):
+        model, tokenizer = load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
+                                              allow_pickle=self.recipe.allow_pickle)
+        limit = max_positions(model.config)
+        longest = max(self.block_size, self.recipe.train.max_length)
+        if limit is not None and longest > limit:
+            key = "lm.block_size" if self.block_size >= self.recipe.train.max_length else "train.max_length"
+            raise RecipeError(f"{key}: {longest} tokens is more than the model's {limit} positions")
+        return model, tokenizer
+
+    # ---- training and evaluation ------------------------------------------------------------
+    def compute_loss(self, model, batch) -> torch.Tensor:
+        return model(**batch, use_cache=False).loss
+
+    def metric_mode(self, name: str) -> str:
+        return "min"
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, accelerator, *, desc: str = "eval") -> dict:
+        """Token-weighted loss and perplexity; per batch only two numbers per row are kept."""
+        was_training = model.training
+        model.eval()
+        totals = torch.zeros(2, dtype=torch.float64)
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+            labels = batch["labels"]
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            logits = model(**inputs, use_cache=False).logits
+            targets = labels[:, 1:]
+            # row by row: the softmax temporaries are one row's, not the batch's (vocabularies are large)
+            sums = torch.stack([F.cross_entropy(logits[i, :-1].float(), targets[i], ignore_index=IGNORE_INDEX,
+                                                reduction="sum") for i in range(len(targets))])
+            del logits
+            rows = torch.stack([sums.double(), (targets != IGNORE_INDEX).sum(1).double()], dim=1)
+            totals += accelerator.gather_for_metrics(rows).sum(0).cpu()
+        if was_training:
+            model.train()
+        loss_sum, count = float(totals[0]), int(totals[1])
+        loss = loss_sum / count if count else float("nan")
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)) if count else float("nan"), "tokens": count}
+
+    def headline(self, metrics: dict) -> dict:
+        return {k: metrics[k] for k in ("loss", "perplexity") if k in metrics}
+
+    # ---- before / after ---------------------------------------------------------------------
+    def before_training(self, model, tokenizer, eval_loaders: dict, accelerator) -> None:
+        """The pretrained model: held-out loss/perplexity, and generations from the sample prompts."""
+        self.before = {name: self.evaluate(model, loader, accelerator, desc=f"{name} (pretrained)")
+                       for name, loader in eval_loaders.items()}
+        prompts = self.sample_prompts()
+        if prompts and accelerator.is_main_process:
+            texts = self._generate(accelerator.unwrap_model(model), tokenizer, [p["prompt"] for p in prompts])
+            self.samples = [{**p, "before": text} for p, text in zip(prompts, texts)]
+
+    def baselines(self, split_name: str) -> dict:
+        """The pretrained model on this split (before any training)."""
+        return {"pretrained": self.before[split_name]} if split_name in self.before else {}
+
+    def extra_results(self, model, tokenizer, accelerator) -> dict:
+        """eval.json additions: generations of the best model next to the pretrained ones, token counts."""
+        if self.samples and accelerator.is_main_process:
+            texts = self._generate(accelerator.unwrap_model(model), tokenizer, [s["prompt"] for s in self.samples])
+            for sample, text in zip(self.samples, texts):
+                sample["after"] = text
+        return {
+            "generations": self.samples,
+            "generation_settings": {"decoding": "greedy", "max_new_tokens": self.lm.sample_max_new_tokens,
+                                "chat": self.chat},
+            "lm": {"block_size": self.block_size, "max_length": self.recipe.train.max_length,
+                   **self.encode_summary()},
+        }
+
+    def encode_summary(self) -> dict:
+        return {}
+
+    def sample_prompts(self) -> list[dict]:
+        """[{prompt, reference}]: lm.sample_prompts, else taken from the first validation examples."""
+        if self.lm.sample_prompts is not None:
+            return [{"prompt": p, "reference": None} for p in self.lm.sample_prompts]
+        if self.splits is None:
+            return []
+        unique = {}
+        for prompt in self.default_prompts(self.splits.validation):  # the first example of each distinct prompt
+            unique.setdefault(prompt["prompt"], prompt)
+        return list(unique.values())[: self.lm.num_samples]
+
+    def default_prompts(self, frame) -> list[dict]:
+        raise NotImplementedError
+
+    def chat_template(self, tokenizer) -> str | None:
+        return None
+
+    def _generate(self, model, tokenizer, prompts: list[str]) -> list[str]:
+        from tunesmith.generate import generate_texts
+
+        return generate_texts(model, tokenizer, prompts, chat_template=self.chat_template(tokenizer),
+                              max_new_tokens=self.lm.sample_max_new_tokens, temperature=0.0,
+                              seed=self.recipe.train.seed)
+
+    # ---- terminal summary -------------------------------------------------------------------
+    @staticmethod
+    def print_summary(result: dict) -> None:
+        from tunesmith.lm_console import print_lm_summary
+
+        print_lm_summary(result)

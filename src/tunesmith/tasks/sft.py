@@ -1,0 +1,95 @@
+"""Supervised fine-tuning on instructions and chats: the loss covers the assistant's answers only.
+
+Each conversation (Alpaca rows become one user turn and one assistant turn) is rendered with the chat
+template (the model's own, else tunesmith's documented default: tunesmith.data.chat) and tokenized segment
+by segment; labels are -100 on every prompt token and the token ids on every assistant answer, for every
+assistant turn of a multi-turn chat. Conversations longer than train.max_length are cut on the right;
+one with no answer token left is dropped (both counted in eval.json "lm"). With `lm.packing`, short
+examples share blocks of lm.block_size tokens (position ids restart per example, so attention stays inside
+each one). The template used is saved with the model's tokenizer, so the run directory's model renders
+prompts exactly as in training (`tunesmith generate`, or `tokenizer.apply_chat_template`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tunesmith.data.chat import choose_template, encode_conversation, renderer
+from tunesmith.data.encode import EncodedDataset
+from tunesmith.data.lm_data import load_conversation_splits
+from tunesmith.data.packing import IGNORE_INDEX, pack_examples
+from tunesmith.errors import DataError
+from tunesmith.tasks.lm import LMTask
+
+log = logging.getLogger("tunesmith.tasks")
+
+
+class SFTTask(LMTask):
+    name = "sft"
+    unit = "conversations"
+    chat = True
+
+    def __init__(self, recipe):
+        super().__init__(recipe)
+        self.template: str | None = None
+        self.stats: dict[str, dict] = {}
+
+    def load_data(self):
+        self.splits, columns = load_conversation_splits(self.recipe.data, seed=self.recipe.train.seed)
+        if dict(self.recipe.data.columns) != columns:
+            self.recipe.data.columns = columns  # the resolved recipe records the columns found in the file
+        return self.splits
+
+    def load_model(self, model_dir):
+        model, tokenizer = super().load_model(model_dir)
+        self.template = choose_template(tokenizer, self.lm.chat_template)
+        tokenizer.chat_template = self.template  # saved with the model: generation renders as training did
+        return model, tokenizer
+
+    def chat_template(self, tokenizer) -> str | None:
+        return self.template or choose_template(tokenizer, "auto")
+
+    def encode(self, frame, tokenizer) -> EncodedDataset:
+        render = renderer(tokenizer, self.chat_template(tokenizer))
+        limit = self.recipe.train.max_length
+        if self.lm.packing:
+            limit = min(limit, self.block_size)
+        examples, truncated, dropped = [], 0, 0
+        for messages in frame["messages"].tolist():
+            example = encode_conversation(tokenizer, render, messages)
+            if len(example["input_ids"]) > limit:
+                truncated += 1
+                example = {key: value[:limit] for key, value in example.items()}
+            if all(label == IGNORE_INDEX for label in example["labels"][1:]):
+                dropped += 1
+                continue
+            examples.append(example)
+        split = self._split_of(frame)
+        if not examples:
+            raise DataError(f"{split}: no conversation keeps any answer token within train.max_length={limit}; "
+                            f"raise train.max_length")
+        if truncated:
+            log.warning("%s: %d of %d conversations are longer than %d tokens and were cut on the right%s",
+                        split, truncated, len(frame), limit,
+                        f"; {dropped} kept no answer token and were dropped" if dropped else "")
+        features = pack_examples(examples, self.block_size) if self.lm.packing else examples
+        self.stats[split] = {
+            "conversations": len(frame), "examples": len(examples), "truncated": truncated, "dropped": dropped,
+            "tokens": sum(len(e["input_ids"]) for e in examples),
+            "answer_tokens": sum(sum(1 for x in e["labels"] if x != IGNORE_INDEX) for e in examples),
+            **({"blocks": len(features)} if self.lm.packing else {}),
+        }
+        return EncodedDataset(features)
+
+    def encode_summary(self) -> dict:
+        return {"packing": self.lm.packing, "splits": self.stats}
+
+    def default_prompts(self, frame) -> list[dict]:
+        """The first user message of each validation conversation; its first answer is the reference."""
+        prompts = []
+        for messages in frame["messages"].tolist():
+            user = next((m["content"] for m in messages if m["role"] == "user"), None)
+            answer = next((m["content"] for m in messages if m["role"] == "assistant"), None)
+            if user:
+                prompts.append({"prompt": user, "reference": answer})
+        return prompts
