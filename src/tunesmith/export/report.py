@@ -1,0 +1,119 @@
+"""Re-evaluate an export against the unquantised model: metrics on the run's validation set, size on disk,
+latency per example at batch 1 and throughput at batch 32; the --max-drop gate; the console table.
+
+Both models are measured the same way, one after the other, on the CPU (exports target CPUs and edge
+devices), with torch and onnxruntime each using `torch.get_num_threads()` threads, on the same tokenized
+examples. Latency: the first `latency_examples` validation rows one at a time (after 3 warm-up calls),
+median and mean milliseconds. Throughput: up to `throughput_examples` rows in batches of 32 in file order
+(padding per batch), examples per second; the logits of that pass also give the agreement of predictions
+and the largest logit difference with the reference.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from tunesmith.data.encode import EncodedDataset, make_loader
+
+LATENCY_EXAMPLES = 64
+THROUGHPUT_EXAMPLES = 1024
+THROUGHPUT_BATCH = 32
+
+
+class _OnCPU:
+    """What task.evaluate needs from an Accelerator, for a plain single-process CPU evaluation."""
+
+    device = torch.device("cpu")
+    is_local_main_process = True
+    is_main_process = True
+    num_processes = 1
+
+    @staticmethod
+    def gather_for_metrics(value):
+        return value
+
+
+@torch.no_grad()
+def measure(model, task, dataset: EncodedDataset, tokenizer, *, eval_batch: int = 64,
+            latency_examples: int = LATENCY_EXAMPLES, throughput_examples: int = THROUGHPUT_EXAMPLES) -> dict:
+    """Metrics (as the run's task computes them), latency, throughput and the logits of the throughput pass."""
+    loader = make_loader(dataset, tokenizer, batch_size=eval_batch, order="by_length")
+    metrics = task.evaluate(model, loader, _OnCPU(), desc="evaluate")
+    model.eval()
+
+    inputs = [{k: v for k, v in batch.items() if k != "labels"}
+              for batch in make_loader(EncodedDataset(dataset.features[:latency_examples]), tokenizer, batch_size=1,
+                                       order="sequential")]
+    for batch in inputs[:3]:
+        model(**batch)
+    times = []
+    for batch in inputs:
+        start = time.perf_counter()
+        model(**batch)
+        times.append(time.perf_counter() - start)
+
+    subset = EncodedDataset(dataset.features[:throughput_examples])
+    batches = [{k: v for k, v in b.items() if k != "labels"}
+               for b in make_loader(subset, tokenizer, batch_size=THROUGHPUT_BATCH, order="sequential")]
+    model(**batches[0])  # warm-up
+    logits = []
+    start = time.perf_counter()
+    for batch in batches:
+        logits.append(model(**batch).logits.float().cpu())
+    seconds = time.perf_counter() - start
+    return {
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "latency_ms_b1": round(1000 * statistics.median(times), 3),
+        "latency_ms_b1_mean": round(1000 * statistics.fmean(times), 3),
+        "latency_examples": len(times),
+        "throughput_b32": round(len(subset) / seconds, 1),
+        "throughput_examples": len(subset),
+        "logits": torch.cat(logits).numpy(),
+    }
+
+
+def compare(reference: dict, exported: dict, *, metric: str, mode: str, max_drop: float | None) -> dict:
+    """Deltas (export - reference) of every metric, the drop of the gated metric, and the verdict."""
+    ref, exp = reference["metrics"], exported["metrics"]
+    delta = {k: round(exp[k] - ref[k], 6) for k in ref if k in exp}
+    drop = (ref[metric] - exp[metric]) if mode == "max" else (exp[metric] - ref[metric])
+    a, b = reference["logits"], exported["logits"]
+    return {
+        "delta": delta,
+        "drop": round(drop, 6),
+        "max_drop": max_drop,
+        "passed": max_drop is None or drop <= max_drop + 1e-12,
+        "prediction_agreement": round(float((a.argmax(-1) == b.argmax(-1)).mean()), 6),
+        "max_abs_logit_diff": float(np.abs(a - b).max()),
+    }
+
+
+def public(measured: dict) -> dict:
+    return {k: v for k, v in measured.items() if k != "logits"}
+
+
+def print_export_report(report: dict) -> None:
+    from rich.table import Table
+
+    from tunesmith.console import console
+
+    metric = report["metric"]
+    table = Table(title=f"export {report['format']}: {report['split']} set ({report['examples']} examples), "
+                        f"CPU, {report['threads']} thread(s)", title_justify="left")
+    for column in ("model", metric, "accuracy", f"Δ {metric}", "MB", "ms/ex b=1", "ex/s b=32"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, row, delta in (("torch fp32 (RUN/model)", report["reference"], ""),
+                             (report["format"], report["export"], f"{report['delta'][metric]:+.4f}")):
+        m = row["metrics"]
+        table.add_row(name, f"{m[metric]:.4f}", f"{m.get('accuracy', float('nan')):.4f}", delta,
+                      f"{row['size_mb']:.1f}", f"{row['latency_ms_b1']:.2f}", f"{row['throughput_b32']:.1f}")
+    console.print(table)
+    console.print(f"predictions agree with the reference on {report['prediction_agreement']:.2%} of "
+                  f"{report['throughput_examples']} examples; max |logit difference| {report['max_abs_logit_diff']:.2e}")
+    if report["max_drop"] is not None:
+        verdict = "within" if report["passed"] else "MORE than"
+        console.print(f"{metric} drop {report['drop']:+.4f}: {verdict} --max-drop {report['max_drop']:g}")

@@ -1,0 +1,78 @@
+"""Fine-tuning methods (the recipe's `method:` section): a new method is one module plus one line here.
+
+`apply_method(model, spec)` is called once, after the task has loaded the model and before the optimizer
+is built; the optimizer then sees only the parameters the method left trainable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunesmith.errors import RecipeError
+from tunesmith.methods import bitfit, freeze, full, lora
+from tunesmith.methods.base import Method, enable_gradient_checkpointing
+from tunesmith.methods.spec import METHOD_NAMES, MethodSpec
+
+METHODS: dict[str, Method] = {
+    "full": full.METHOD,
+    "freeze": freeze.METHOD,
+    "bitfit": bitfit.METHOD,
+    "lora": lora.LORA,
+    "dora": lora.DORA,
+}
+assert tuple(METHODS) == METHOD_NAMES, "methods/spec.py METHOD_NAMES must list the registry's names"
+
+
+@dataclass
+class AppliedMethod:
+    """A method applied to a model: its hooks, and the trainable / total parameter counts."""
+
+    spec: MethodSpec
+    method: Method
+    trainable: int
+    total: int
+
+    def save(self, model, tokenizer, run) -> None:
+        self.method.save(model, tokenizer, run)
+
+    def load_best(self, model, run, default) -> None:
+        self.method.load_best(model, run, default)
+
+    def summary(self) -> dict:
+        return {"name": self.spec.name, "description": self.spec.describe(), "trainable_params": self.trainable,
+                "total_params": self.total, "trainable_fraction": round(self.trainable / max(self.total, 1), 6),
+                "gradient_checkpointing": self.spec.gradient_checkpointing}
+
+    def describe(self) -> str:
+        return (f"method {self.spec.describe()}: {_millions(self.trainable)} of {_millions(self.total)} "
+                f"parameters trainable ({100 * self.trainable / max(self.total, 1):.2f}%)")
+
+
+def apply_method(model, spec: MethodSpec | None = None):
+    """(model to train, AppliedMethod). The returned model may be a PEFT wrapper around `model`."""
+    spec = spec or MethodSpec()
+    if spec.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    method = METHODS[spec.name]
+    model = method.apply(model, spec)
+    trainable, total = count_parameters(model)
+    if trainable == 0:
+        raise RecipeError(f"method {spec.describe()}: leaves no trainable parameter in {type(model).__name__} "
+                          f"(no biases and no task head?); choose another method")
+    return model, AppliedMethod(spec, method, trainable, total)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total), each shared tensor counted once."""
+    seen, trainable, total = set(), 0, 0
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable, total
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 10_000 else f"{n:,}"

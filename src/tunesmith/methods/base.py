@@ -1,0 +1,98 @@
+"""What every method shares: the Method interface, and how to find a model's embeddings, layers and head.
+
+A method is applied after the task has loaded the model and before the optimizer is built
+(`tunesmith.methods.apply_method`). It sets `requires_grad` (or wraps the model, for PEFT), and may
+replace how the best model is saved during training and reloaded at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from tunesmith.errors import RecipeError
+
+
+class Method:
+    """Full fine-tuning behaviour; other methods override `apply`, and PEFT ones `save` / `load_best`."""
+
+    name = "full"
+
+    def apply(self, model, spec):
+        """Return the model to train (the same object, or a wrapper) with `requires_grad` set."""
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+
+    def save(self, model, tokenizer, run) -> None:
+        """Save the best model so far into the run directory (RUN/model)."""
+        run.save_model(model, tokenizer)
+
+    def load_best(self, model, run, default: Callable) -> None:
+        """Load the best saved weights back into `model`; `default(model, run)` reads RUN/model/*.safetensors."""
+        default(model, run)
+
+
+def freeze_all(model) -> None:
+    for param in model.parameters():
+        param.requires_grad_(False)
+
+
+def base_model(model):
+    """The pretrained body (model.bert, model.transformer, model.model, ...) or the model itself."""
+    return getattr(model, getattr(model, "base_model_prefix", ""), model)
+
+
+def is_causal_lm(model) -> bool:
+    return type(model).__name__.endswith("ForCausalLM")
+
+
+def head_names(model) -> list[str]:
+    """Top-level modules with parameters outside the pretrained body: the task head ('classifier', 'score',
+    'pre_classifier'). Empty for a bare body and for a causal LM."""
+    body = base_model(model)
+    if body is model or is_causal_lm(model):  # a causal LM's head is its vocabulary projection, not a task head
+        return []
+    return [name for name, child in model.named_children()
+            if child is not body and any(True for _ in child.parameters())]
+
+
+def head_parameters(model):
+    for name in head_names(model):
+        yield from getattr(model, name).parameters()
+
+
+def embedding_parameters(model):
+    """Token, position and segment embeddings (and their norm, for BERT-like `embeddings` blocks)."""
+    body = base_model(model)
+    seen = set()
+    modules = [model.get_input_embeddings()] if hasattr(model, "get_input_embeddings") else []
+    modules += [child for name, child in body.named_children() if "emb" in name or name in ("wte", "wpe")]
+    for module in modules:
+        for param in module.parameters():
+            if id(param) not in seen:
+                seen.add(id(param))
+                yield param
+
+
+def transformer_layers(model):
+    """The list of transformer blocks, bottom first: the longest nn.ModuleList in the body
+    (bert.encoder.layer, transformer.h, model.layers, ...)."""
+    import torch
+
+    lists = [m for m in base_model(model).modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise RecipeError(f"method freeze: cannot find the transformer layers of {type(model).__name__}")
+    return max(lists, key=len)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise RecipeError(f"method.gradient_checkpointing: {type(model).__name__} does not support it")
+    # non-reentrant checkpointing also works when the inputs of a checkpointed block need no gradient
+    # (frozen embeddings, LoRA), so no enable_input_require_grads hook is needed
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(model.config, "use_cache", None):
+        model.config.use_cache = False  # a KV cache is useless in training and conflicts with checkpointing

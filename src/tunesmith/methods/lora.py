@@ -1,0 +1,153 @@
+"""lora and dora: low-rank adapters through PEFT (Hu et al., 2021; DoRA: Liu et al., 2024).
+
+The base model is frozen; each target module gets trainable low-rank matrices (rank `r`, scale
+`alpha / r`); DoRA also learns a magnitude per output feature. The task head (a classifier's
+`classifier` / `score`) is new, so it is trained in full and saved with the adapter (`modules_to_save`).
+
+What a run directory holds (the choice, and why):
+
+    RUN/model/     the adapter MERGED into the base: a plain Hugging Face model. `from_pretrained`,
+                   `tunesmith predict/evaluate` and `tunesmith export` use it unchanged, with no PEFT
+                   and no base model at hand.
+    RUN/adapter/   the PEFT adapter (adapter_config.json + adapter_model.safetensors, head included):
+                   a few hundred KB to load on top of the base model (`load_adapter_model`), e.g. to keep
+                   one base and many adapters.
+
+Both are written each time the validation metric improves. The best weights are reloaded from
+RUN/adapter at the end of training, so the final metrics are those of the adapter model exactly;
+RUN/model gives the same logits up to float rounding of the merge (W + scale * B @ A).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from tunesmith.errors import RecipeError, RunError
+from tunesmith.methods.base import Method, head_names, is_causal_lm
+
+# target modules when the recipe names none: the attention projections of each architecture
+DEFAULT_TARGETS = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"],
+    "gpt2": ["c_attn"],
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+}
+
+
+def target_modules(model, spec) -> list[str]:
+    if spec.target_modules:
+        return list(spec.target_modules)
+    model_type = getattr(model.config, "model_type", None)
+    if model_type in DEFAULT_TARGETS:
+        return DEFAULT_TARGETS[model_type]
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    if model_type in PEFT_DEFAULTS:
+        return list(PEFT_DEFAULTS[model_type])
+    raise RecipeError(f"method.target_modules: no default for model type '{model_type}'; name the modules to adapt, "
+                      f"e.g. target_modules: [q_proj, v_proj]")
+
+
+class LoRA(Method):
+    name = "lora"
+    use_dora = False
+
+    def apply(self, model, spec):
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        targets = target_modules(model, spec)
+        names = [name for name, _ in model.named_modules()]
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise RecipeError(f"method.target_modules: {type(model).__name__} has no module named "
+                              f"{', '.join(missing)}")
+        task_type = TaskType.CAUSAL_LM if is_causal_lm(model) else (
+            TaskType.SEQ_CLS if type(model).__name__.endswith("ForSequenceClassification") else None)
+        # GPT-2's Conv1D stores weights transposed: PEFT must know (it would guess, with a warning)
+        conv1d = any(type(m).__name__ == "Conv1D" for n, m in model.named_modules()
+                     if any(n == t or n.endswith("." + t) for t in targets))
+        config = LoraConfig(
+            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
+            fan_in_fan_out=conv1d,
+            use_dora=self.use_dora, modules_to_save=head_names(model) or None, task_type=task_type,
+        )
+        with _quiet_peft():
+            return get_peft_model(model, config)
+
+    def save(self, model, tokenizer, run) -> None:
+        from tunesmith.artifacts import replace_dir
+
+        staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=run.path))
+        try:
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            replace_dir(staging, adapter_dir(run))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        # a copy is merged, so the model in training keeps its adapter (one extra model copy while saving)
+        run.save_model(copy.deepcopy(model).merge_and_unload(), tokenizer)
+
+    def load_best(self, model, run, default) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        weights = adapter_dir(run) / "adapter_model.safetensors"
+        if not weights.is_file():
+            raise RunError(f"{run.path}: the best adapter {weights} is missing")
+        state = load_file(str(weights))
+        result = set_peft_model_state_dict(model, state)
+        if result.unexpected_keys:
+            raise RuntimeError(f"best adapter does not match the model: unexpected {result.unexpected_keys[:3]}")
+
+
+class DoRA(LoRA):
+    name = "dora"
+    use_dora = True
+
+
+def adapter_dir(run) -> Path:
+    return Path(run.path) / "adapter"
+
+
+def load_adapter_model(run_path, *, trust_remote_code: bool = False):
+    """(PeftModel, tokenizer) for a LoRA/DoRA run: the base model named in RUN/adapter/adapter_config.json,
+    with the saved adapter and head on top. For inference, RUN/model (merged) needs none of this."""
+    import json
+
+    from peft import PeftModel
+
+    from tunesmith.models import load_for_classification
+
+    path = Path(run_path) / "adapter"
+    if not (path / "adapter_config.json").is_file():
+        raise RunError(f"{run_path}: no adapter (RUN/adapter/adapter_config.json); was the run trained with LoRA?")
+    base_dir = Path(json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"])
+    id2label = {int(k): v for k, v in json.loads((Path(run_path) / "model" / "config.json").read_text())
+                ["id2label"].items()}
+    base, tokenizer = load_for_classification(
+        base_dir, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+        trust_remote_code=trust_remote_code)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(base, path).eval(), tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """PEFT asks transformers v5 for the deprecated `is_gradient_checkpointing`: drop that one warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+LORA = LoRA()
+DORA = DoRA()

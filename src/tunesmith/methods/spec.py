@@ -1,0 +1,92 @@
+"""The recipe's `method:` section: how much of the model is trained.
+
+    method: lora                      # shorthand for {name: lora}
+    method:
+      name: freeze                    # full | freeze | bitfit | lora | dora
+      freeze: layers                  # freeze only: embeddings | layers | all_but_head
+      layers: 4                       # freeze: layers only: embeddings + the first 4 transformer layers
+      r: 8                            # lora/dora only: rank
+      alpha: 16                       # lora/dora only: scaling (alpha / r)
+      dropout: 0.05                   # lora/dora only
+      target_modules: [query, value]  # lora/dora only; default per architecture (methods/lora.py)
+      gradient_checkpointing: false   # any method: recompute activations in backward (less memory, ~30% slower)
+
+Options that do not belong to the chosen method are errors, and are left out of the saved recipe.
+
+This module imports only pydantic: recipe.py imports it, and the methods' code (torch, PEFT) stays out of
+recipe validation.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+
+METHOD_NAMES = ("full", "freeze", "bitfit", "lora", "dora")
+
+# which options belong to which methods ("gradient_checkpointing" and "name" belong to all)
+OPTIONS = {
+    "freeze": ("freeze",),
+    "layers": ("freeze",),
+    "r": ("lora", "dora"),
+    "alpha": ("lora", "dora"),
+    "dropout": ("lora", "dora"),
+    "target_modules": ("lora", "dora"),
+}
+
+
+class MethodSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = Field("full", description="full | freeze | bitfit | lora | dora")
+    gradient_checkpointing: bool = False
+    freeze: Literal["embeddings", "layers", "all_but_head"] = "all_but_head"
+    layers: int | None = Field(None, ge=1, description="freeze: layers: how many transformer layers, from the bottom")
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in METHOD_NAMES:
+            close = difflib.get_close_matches(value, METHOD_NAMES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown method '{value}'{hint}; choose one of {', '.join(METHOD_NAMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_the_method(self) -> "MethodSpec":
+        for option in sorted(self.model_fields_set):
+            owners = OPTIONS.get(option)
+            if owners and self.name not in owners:
+                raise ValueError(f"'{option}' is an option of {' and '.join(owners)}, not of method '{self.name}'")
+        if self.name == "freeze":
+            if self.freeze == "layers" and self.layers is None:
+                raise ValueError("freeze: layers needs 'layers', the number of transformer layers to freeze")
+            if self.freeze != "layers" and self.layers is not None:
+                raise ValueError(f"'layers' goes with freeze: layers (freeze is '{self.freeze}')")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_what_applies(self, handler):
+        data = handler(self)
+        return {k: v for k, v in data.items() if self.name in OPTIONS.get(k, (self.name,))
+                and not (k == "layers" and v is None)}
+
+    def describe(self) -> str:
+        """A short human name: 'lora r=8', 'freeze layers 0-3', 'full + gradient checkpointing'."""
+        text = self.name
+        if self.name in ("lora", "dora"):
+            text += f" r={self.r}"
+        elif self.name == "freeze":
+            text += f" {self.freeze}" + (f" {self.layers}" if self.freeze == "layers" else "")
+        return text + (" + gradient checkpointing" if self.gradient_checkpointing else "")
