@@ -1,0 +1,128 @@
+"""The TF-IDF baseline: word and character n-gram TF-IDF features + logistic regression.
+
+    features   FeatureUnion of TfidfVectorizer(word 1-2 grams) and TfidfVectorizer(char_wb 2-5 grams, min_df 2),
+               sublinear term frequency
+    model      LogisticRegression (L2, lbfgs); C from C_GRID, chosen by stratified k-fold cross-validation on
+               the training set, scored with the metric the fine-tuned model is selected on
+               (macro_f1 -> f1_macro, accuracy, weighted_f1 -> f1_weighted, balanced_accuracy,
+               loss -> neg_log_loss; any other, e.g. pr_auc, -> f1_macro)
+
+The vectorizers are refitted inside every fold, so the held-out fold never shapes the vocabulary or the
+IDF weights: the search is exactly `GridSearchCV(Pipeline([features, LogisticRegression]), {"C": C_GRID},
+cv=StratifiedKFold(k, shuffle=True, random_state=seed))`, only faster, because each fold's features are
+computed once for all values of C. The chosen C is then refitted on the whole training set and scored
+on every held-out split with the same metrics as the fine-tuned model (plus log loss).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from tunesmith.evaluation.classification import classification_metrics
+
+C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+SCORING = {"accuracy": "accuracy", "macro_f1": "f1_macro", "weighted_f1": "f1_weighted",
+           "balanced_accuracy": "balanced_accuracy", "loss": "neg_log_loss"}
+PAIR_SEPARATOR = "\n"
+
+
+def make_features():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    return FeatureUnion([
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+    ])
+
+
+def make_classifier(c: float = 1.0):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=2000)
+
+
+def texts_of(frame) -> np.ndarray:
+    """One string per row: the text, or text and text_pair joined by a newline."""
+    texts = frame["text"].astype(str)
+    if "text_pair" in frame.columns:
+        texts = texts + PAIR_SEPARATOR + frame["text_pair"].astype(str)
+    return np.asarray(texts.tolist(), dtype=object)
+
+
+def scoring_for(metric: str) -> str:
+    """The scikit-learn scorer matching the recipe's early-stopping metric (f1_macro for any other)."""
+    return SCORING.get(metric, "f1_macro")
+
+
+def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed: int) -> dict:
+    """Cross-validate every C in C_GRID -> {"C", "folds", "metric", "scores": {C: mean score}}.
+
+    Folds are capped by the rarest class (each fold needs every class); below 2 there is no search
+    and C is 1.0.
+    """
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = int(min(folds, np.bincount(y).min()))
+    if folds < 2:
+        return {"C": 1.0, "folds": 0, "metric": scoring, "scores": {},
+                "note": "a class has fewer than 2 training rows: no cross-validation, C=1"}
+    scorer = get_scorer(scoring)
+    scores = np.zeros((len(C_GRID), folds))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (fit_rows, held_rows) in enumerate(splitter.split(texts, y)):
+        features = make_features()
+        x_fit = features.fit_transform(texts[fit_rows])
+        x_held = features.transform(texts[held_rows])
+        for i, c in enumerate(C_GRID):
+            classifier = _fit(make_classifier(c), x_fit, y[fit_rows])
+            scores[i, k] = scorer(classifier, x_held, y[held_rows])
+    means = scores.mean(axis=1)
+    best = int(np.argmax(means))  # the first of equal scores, as GridSearchCV
+    return {"C": C_GRID[best], "folds": folds, "metric": scoring,
+            "scores": {f"{c:g}": float(m) for c, m in zip(C_GRID, means)}}
+
+
+def tfidf_scores(train_texts: np.ndarray, y_train: np.ndarray, eval_texts: dict[str, np.ndarray],
+                 y_eval: dict[str, np.ndarray], names: list[str], *, metric: str = "macro_f1", folds: int = 5,
+                 seed: int = 0, positive: int | None = None) -> dict[str, dict]:
+    """Fit on the training texts, score every held-out split -> {split: metrics}.
+
+    `positive` (binary tasks) adds the positive class's PR-AUC, as for the fine-tuned model."""
+    from sklearn.metrics import log_loss
+
+    started = time.perf_counter()
+    y_train = np.asarray(y_train)
+    if len(np.unique(y_train)) < 2:
+        return {split: {"skipped": "the training data has a single class"} for split in eval_texts}
+    try:
+        search = choose_c(train_texts, y_train, scoring=scoring_for(metric), folds=folds, seed=seed)
+        features = make_features()
+        classifier = _fit(make_classifier(search["C"]), features.fit_transform(train_texts), y_train)
+    except ValueError as exc:  # e.g. "empty vocabulary": texts without word or repeated character n-grams
+        return {split: {"skipped": f"no TF-IDF features ({exc})"} for split in eval_texts}
+    fit_seconds = time.perf_counter() - started
+    labels = list(range(len(names)))
+    out = {}
+    for split, texts in eval_texts.items():
+        x = features.transform(texts)
+        y = np.asarray(y_eval[split])
+        probs = np.zeros((len(y), len(names)))
+        probs[:, classifier.classes_] = classifier.predict_proba(x)
+        scores = classification_metrics(y, classifier.predict(x), names, probs=probs, positive=positive)
+        scores["loss"] = float(log_loss(y, probs, labels=labels)) if len(y) else None
+        out[split] = {**scores, "C": search["C"], "cv": search, "features": int(x.shape[1]),
+                      "fit_s": round(fit_seconds, 2)}
+    return out
+
+
+def _fit(classifier, x, y):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return classifier.fit(x, y)

@@ -1,0 +1,99 @@
+"""The TF-IDF baseline against a direct scikit-learn computation, on a fixed slice of the shipped SMS Spam data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from tunesmith.baselines import BaselinesSpec
+from tunesmith.baselines.tfidf import C_GRID, choose_c, tfidf_scores
+from tunesmith.recipe import validate_recipe
+
+SMS = Path(__file__).resolve().parents[2] / "data" / "sms_spam" / "SMSSpamCollection"
+
+
+@pytest.fixture(scope="module")
+def sms():
+    """The first 450 distinct messages: 300 to train on, 150 held out (fixed, shipped with the project)."""
+    frame = pd.read_csv(SMS, sep="\t", header=None, names=["label", "text"], quoting=3, dtype=str)
+    frame = frame.drop_duplicates("text").head(450).reset_index(drop=True)
+    y = (frame["label"] == "spam").astype(int).to_numpy()  # ids as the LabelMap gives them: ham 0, spam 1
+    texts = np.asarray(frame["text"].tolist(), dtype=object)
+    return texts[:300], y[:300], texts[300:], y[300:]
+
+
+def direct_sklearn(texts, y, scoring, folds=5, seed=0):
+    """The documented recipe written out with GridSearchCV over the whole pipeline."""
+    pipeline = Pipeline([
+        ("features", FeatureUnion([
+            ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True)),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+        ])),
+        ("clf", LogisticRegression(max_iter=2000)),
+    ])
+    search = GridSearchCV(pipeline, {"clf__C": list(C_GRID)}, scoring=scoring,
+                          cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed))
+    return search.fit(texts, y)
+
+
+def test_tfidf_matches_a_direct_scikit_learn_grid_search(sms):
+    x_train, y_train, x_held, y_held = sms
+    ours = tfidf_scores(x_train, y_train, {"validation": x_held}, {"validation": y_held}, ["ham", "spam"],
+                        metric="macro_f1", folds=5, seed=0)["validation"]
+    search = direct_sklearn(x_train, y_train, "f1_macro")
+    assert ours["C"] == search.best_params_["clf__C"]
+    assert list(ours["cv"]["scores"].values()) == pytest.approx(list(search.cv_results_["mean_test_score"]), abs=1e-9)
+    predicted = search.predict(x_held)
+    assert ours["accuracy"] == pytest.approx(accuracy_score(y_held, predicted), abs=1e-9)
+    assert ours["macro_f1"] == pytest.approx(f1_score(y_held, predicted, average="macro"), abs=1e-9)
+    assert ours["loss"] == pytest.approx(log_loss(y_held, search.predict_proba(x_held)), abs=1e-6)
+    # and it is a real baseline: far above always answering "ham" on this slice
+    majority = accuracy_score(y_held, np.zeros_like(y_held))
+    assert ours["accuracy"] > 0.95 > majority + 0.05 and ours["macro_f1"] > 0.85
+    assert ours["n"] == 150 and ours["features"] > 1000 and set(ours["per_class"]) == {"ham", "spam"}
+
+
+def test_the_search_scores_with_the_early_stopping_metric(sms):
+    x_train, y_train, _, _ = sms
+    chosen = choose_c(x_train[:150], y_train[:150], scoring="neg_log_loss", folds=3, seed=1)
+    search = direct_sklearn(x_train[:150], y_train[:150], "neg_log_loss", folds=3, seed=1)
+    assert chosen["metric"] == "neg_log_loss" and chosen["C"] == search.best_params_["clf__C"]
+    assert list(chosen["scores"].values()) == pytest.approx(list(search.cv_results_["mean_test_score"]), abs=1e-9)
+
+
+def test_rare_classes_cap_the_folds_and_one_class_is_skipped():
+    texts = np.asarray(["good movie", "great film", "bad plot", "awful acting", "nice story", "fine day"], dtype=object)
+    y = np.array([0, 0, 1, 1, 0, 0])
+    assert choose_c(texts, y, scoring="f1_macro", folds=5, seed=0)["folds"] == 2
+    assert choose_c(texts[:5], np.array([0, 0, 0, 0, 1]), scoring="f1_macro", folds=5, seed=0)["folds"] == 0
+    skipped = tfidf_scores(texts, np.zeros(6, dtype=int), {"validation": texts}, {"validation": y}, ["a", "b"])
+    assert "single class" in skipped["validation"]["skipped"]
+    letters = np.asarray(list("abcdab"), dtype=object)  # no word of 2+ characters, no repeated character n-gram
+    assert "no TF-IDF features" in tfidf_scores(letters, y, {"v": letters}, {"v": y}, ["a", "b"])["v"]["skipped"]
+
+
+@pytest.mark.parametrize("value, enabled", [
+    (None, []), (False, []), (True, ["majority", "tfidf"]), ("scratch", ["scratch"]),
+    (["tfidf", "scratch"], ["tfidf", "scratch"]), ({"majority": False}, ["tfidf"]),
+])
+def test_baselines_section_shorthands(value, enabled):
+    recipe = validate_recipe({"model": "m", "data": {"train": "t.csv"}, "baselines": value})
+    assert recipe.baselines.enabled == enabled
+    assert BaselinesSpec().enabled == ["majority", "tfidf"]  # the default
+
+
+def test_baselines_section_errors_name_the_key():
+    from tunesmith.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="unknown baseline 'bert'"):
+        validate_recipe({"model": "m", "data": {"train": "t.csv"}, "baselines": ["bert"]})
+    with pytest.raises(RecipeError, match=r"did you mean 'baselines.tfidf'"):
+        validate_recipe({"model": "m", "data": {"train": "t.csv"}, "baselines": {"tfdf": True}})
