@@ -11,6 +11,7 @@ crash while saving never leaves a half-written model where a good one was.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -41,30 +42,43 @@ class RunDir:
     def eval_path(self) -> Path:
         return self.path / "eval.json"
 
-    def create(self) -> "RunDir":
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.metrics_path.write_text("")
+    def create(self, *, keep_metrics: bool = False) -> "RunDir":
+        """Make the directory; metrics.jsonl starts empty unless `keep_metrics` (a resumed run appends)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not keep_metrics or not self.metrics_path.exists():
+                self.metrics_path.write_text("")
+        except OSError as exc:
+            raise RunError(f"{self.path}: cannot create the run directory ({os_reason(exc)})") from None
         return self
 
     def write_recipe(self, recipe) -> None:
         write_text_atomic(self.recipe_path, recipe.to_yaml())
 
     def log(self, record: dict) -> None:
-        with self.metrics_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(_finite(record)) + "\n")
+        try:
+            with self.metrics_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(_finite(record)) + "\n")
+        except OSError as exc:
+            raise RunError(f"cannot write {self.metrics_path} ({os_reason(exc)})") from None
 
     def write_eval(self, result: dict) -> None:
         write_text_atomic(self.eval_path, json.dumps(_finite(result), indent=2) + "\n")
 
     def save_model(self, model, tokenizer) -> None:
         """Write model + tokenizer to a temporary directory, then swap it in for RUN/model."""
-        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self.path))
+        staging = None
         try:
+            staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self.path))
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             replace_dir(staging, self.model_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+        except BaseException as exc:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise RunError(f"cannot save the model to {self.model_dir} ({os_reason(exc)}); "
+                               f"the model saved there before is intact") from None
             raise
 
     def require_model(self) -> Path:
@@ -94,11 +108,22 @@ def replace_dir(new: Path, target: Path) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunError(f"cannot write {path} ({os_reason(exc)})") from None
+
+
+def os_reason(exc: OSError) -> str:
+    """'No space left on device (ENOSPC)': the system's words and the errno name."""
+    code = errno.errorcode.get(exc.errno or -1)
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return f"{text} ({code})" if code else text
 
 
 def _fsync_dir(path: Path) -> None:

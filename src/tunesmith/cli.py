@@ -7,13 +7,26 @@ import os
 import sys
 from pathlib import Path
 
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TrainingInterrupted, TunesmithError
+from tunesmith.inspect_command import add_parser as add_inspect_parser
+from tunesmith.inspect_command import cmd_inspect
+from tunesmith.report_commands import COMMANDS as REPORT_COMMANDS
+from tunesmith.report_commands import add_parsers as add_report_parsers
+from tunesmith.plan_export_commands import COMMANDS as PLAN_EXPORT_COMMANDS
+from tunesmith.plan_export_commands import add_parsers as add_plan_export_parsers
 
 EXIT_USER_ERROR = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr and exit status 2, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tunesmith", description="Fine-tune pretrained transformers on your own data.")
+    parser = _Parser(prog="tunesmith", description="Fine-tune pretrained transformers on your own data.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune a model from a YAML recipe")
@@ -21,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe key, e.g. --set train.lr=3e-5 (repeatable)")
     train.add_argument("--output", help="run directory (overrides the recipe's output)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the newest valid checkpoint in the run directory (recipe: resume: true)")
 
     predict = commands.add_parser("predict", help="predict labels with a trained run")
     predict.add_argument("run", help="run directory written by `tunesmith train`")
@@ -36,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="write the metrics to this JSON file")
     _add_read_overrides(evaluate)
 
+    generate = commands.add_parser("generate", help="generate text with a causal_lm or sft run")
+    generate.add_argument("run", help="run directory written by `tunesmith train` (task causal_lm or sft)")
+    generate.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable)")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--temperature", type=float, default=0.7, help="0: greedy decoding (default 0.7)")
+    generate.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (default 0.9)")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same text (default 0)")
+    generate.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                          help="format the prompt as a user turn with the chat template (default: yes for sft runs)")
+
+    add_inspect_parser(commands)  # tunesmith/inspect_command.py
+    add_report_parsers(commands)  # report, compare: tunesmith/report_commands.py
+    add_plan_export_parsers(commands)  # plan, export: tunesmith/plan_export_commands.py
     commands.add_parser("models", help="list the packaged models")
     return parser
 
@@ -52,10 +80,13 @@ def _add_read_overrides(parser: argparse.ArgumentParser) -> None:
 def cmd_train(args) -> int:
     from tunesmith.console import print_training_summary
     from tunesmith.recipe import load_recipe
-    from tunesmith.run import finetune
 
     overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
-    recipe = load_recipe(args.recipe, overrides)
+    overrides += ["resume=true"] if args.resume else []
+    recipe = load_recipe(args.recipe, overrides)  # before the heavy imports: a bad recipe fails fast
+
+    from tunesmith.run import finetune
+
     print_training_summary(finetune(recipe))
     return 0
 
@@ -109,7 +140,20 @@ def cmd_models(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "models": cmd_models}
+def cmd_generate(args) -> int:
+    from tunesmith.generate import TrainedLM, print_generations
+
+    run = TrainedLM(args.run)
+    texts = run.generate(args.prompt, chat=args.chat, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    print_generations(args.prompt, texts, chat=run.chat if args.chat is None else args.chat)
+    return 0
+
+
+COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "models": cmd_models,
+            "generate": cmd_generate}
+COMMANDS.update(REPORT_COMMANDS)  # report, compare
+COMMANDS.update(PLAN_EXPORT_COMMANDS)  # plan, export
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,12 +165,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _quiet_libraries()
         return COMMANDS[args.command](args)
+    except TrainingInterrupted as exc:  # SIGINT/SIGTERM during training: a checkpoint was saved
+        fail(f"{exc}; continue with: {_resume_command(argv)}")
+        return exc.exit_code
     except TunesmithError as exc:
         fail(str(exc))
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         fail("interrupted")
         return 130
+
+
+def _resume_command(argv: list[str] | None) -> str:
+    import shlex
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join(["tunesmith", *args, *([] if "--resume" in args else ["--resume"])])
 
 
 def _quiet_libraries() -> None:

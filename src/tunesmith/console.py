@@ -23,11 +23,23 @@ def metrics_table(title: str, results: dict[str, dict], baselines: dict | None =
         table.add_column(column, justify="right")
     for split, metrics in results.items():
         table.add_row(split, *(_fmt(metrics.get(c, "")) for c in ("loss", "accuracy", "macro_f1", "n")))
-        majority = (baselines or {}).get(split, {}).get("majority")
-        if majority:
-            table.add_row(f"  majority class ({majority['predicts']})", "", _fmt(majority["accuracy"]),
-                          _fmt(majority["macro_f1"]), "", style="dim")
+        for name, scores in (baselines or {}).get(split, {}).items():  # majority, tfidf, scratch (baselines/)
+            table.add_row(*_baseline_row(name, scores), style="dim")
     return table
+
+
+BASELINE_LABELS = {"majority": "majority class", "tfidf": "tf-idf + logistic regression",
+                   "scratch": "same model from scratch"}
+
+
+def _baseline_row(name: str, scores: dict) -> list[str]:
+    label = BASELINE_LABELS.get(name, name)
+    if scores.get("predicts") is not None:
+        label += f" ({scores['predicts']})"
+    if scores.get("skipped"):
+        return [f"  {label}: skipped ({scores['skipped']})", "", "", "", ""]
+    values = (_fmt(scores[c]) if scores.get(c) is not None else "" for c in ("loss", "accuracy", "macro_f1"))
+    return [f"  {label}", *values, ""]
 
 
 def per_class_table(split: str, metrics: dict) -> Table:
@@ -52,17 +64,37 @@ def confusion_table(split: str, metrics: dict) -> Table:
 
 
 def print_training_summary(result: dict) -> None:
-    splits = {k: result[k] for k in ("validation", "test") if k in result}
-    console.print(metrics_table("results (best model)", splits, result.get("baselines")))
-    last = "test" if "test" in splits else "validation"
-    console.print(per_class_table(last, splits[last]))
-    console.print(confusion_table(last, splits[last]))
+    task_tables = _task_tables(result.get("task"))  # a task may render its own tables (LM tasks: perplexity)
+    if task_tables is not None:
+        task_tables(result)
+    else:
+        splits = {k: result[k] for k in ("validation", "test") if k in result}
+        console.print(metrics_table("results (best model)", splits, result.get("baselines")))
+        last = "test" if "test" in splits else "validation"
+        console.print(per_class_table(last, splits[last]))
+        console.print(confusion_table(last, splits[last]))
     best = result["best"]
     console.print(f"best {best['metric']} {_fmt(best['value'])} at step {best['step']}; stopped: {result['stop_reason']}")
     timing = result["timing"]
-    console.print(f"time {timing['total_s']:.1f}s (training {timing['train_s']:.1f}s, "
-                  f"{timing['train_samples_per_s']:.1f} samples/s)")
+    console.print(f"time {timing['total_s']:.1f}s (training steps {timing['train_s']:.1f}s, "
+                  f"{timing['train_samples_per_s']:.1f} samples/s, {timing['train_tokens_per_s']:.0f} tokens/s, "
+                  f"{timing['padding_fraction']:.0%} padding; evaluation {timing['eval_s']:.1f}s)")
+    if "method" in result:  # trainable vs total parameters, peak memory (tunesmith/methods/)
+        from tunesmith.methods.measure import format_memory
+
+        m = result["method"]
+        console.print(f"method {m['description']}: {m['trainable_params']:,} of {m['total_params']:,} parameters "
+                      f"trainable ({m['trainable_fraction']:.2%}); {format_memory(result['memory'])}")
     console.print(f"model saved to {result['model_dir']} (load it with transformers' from_pretrained)")
+    if result.get("report"):
+        console.print(f"report: {result['report']} (rewrite: tunesmith report RUN; compare runs: tunesmith compare)")
+
+
+def _task_tables(task_name):
+    """The task's own summary renderer (`print_summary`), or None for the classification tables."""
+    from tunesmith.tasks import TASKS
+
+    return getattr(TASKS.get(task_name), "print_summary", None)
 
 
 def print_evaluation(source: str, metrics: dict) -> None:

@@ -27,3 +27,16 @@ class TrainingError(TunesmithError):
 
 class RunError(TunesmithError):
     """A run directory is missing or incomplete."""
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint cannot be saved (disk full, permission denied) or a run cannot be resumed from one."""
+
+
+class TrainingInterrupted(TunesmithError):
+    """SIGINT/SIGTERM stopped training after saving a checkpoint; the CLI exits with 128 + the signal number."""
+
+    def __init__(self, message: str, *, exit_code: int = 130, checkpoint=None):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.checkpoint = checkpoint

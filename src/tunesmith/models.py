@@ -90,7 +90,20 @@ def resolve_model(name_or_path: str) -> Path:
         raise ModelError(f"'{name_or_path}' is not a packaged model ({names}) nor a local model directory: {reason}")
     if not (path / "config.json").is_file():
         raise ModelError(f"model directory {path} has no config.json: not a Hugging Face model directory")
+    _check_config(path / "config.json")
     return path.resolve()
+
+
+def _check_config(config: Path) -> None:
+    """config.json must be a JSON object: a clear error naming the file and line instead of one from deep inside."""
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{config}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{config}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(parsed, dict):
+        raise ModelError(f"{config}: expected a JSON object (a model configuration)")
 
 
 def _resolve_packaged(model: PackagedModel) -> Path:

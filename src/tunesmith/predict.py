@@ -33,20 +33,29 @@ class TrainedRun:
     """A run directory loaded for inference: its recipe, task, model and tokenizer."""
 
     def __init__(self, path: str | Path):
+        from tunesmith.export.runtime import is_export_dir, load_export, read_manifest
+
         self.run = RunDir(path)
-        model_dir = self.run.require_model()
+        self.export = read_manifest(path) if is_export_dir(path) else None  # a `tunesmith export` directory
+        model_dir = self.run.path if self.export else self.run.require_model()
         if not self.run.recipe_path.is_file():
             raise RunError(f"{self.run.path}: recipe.yaml is missing; is this a tunesmith run directory?")
         self.recipe = load_recipe(self.run.recipe_path)
+        if self.recipe.task != "classification":  # causal_lm / sft runs: see tunesmith.generate
+            raise RunError(f"{self.run.path} is a {self.recipe.task} run: use tunesmith generate {self.run.path}")
         self.task = make_task(self.recipe)
-        check_weights_safe(model_dir, allow_pickle=self.recipe.allow_pickle)
-        self.model, self.tokenizer = _load_classifier(model_dir, self.recipe.trust_remote_code)
+        if self.export:  # merged: a plain HF model; onnx / int8: run by onnxruntime
+            self.model, self.tokenizer = load_export(model_dir, self.recipe.trust_remote_code)
+        else:
+            check_weights_safe(model_dir, allow_pickle=self.recipe.allow_pickle)
+            self.model, self.tokenizer = _load_classifier(model_dir, self.recipe.trust_remote_code)
         self.model.eval()
         self.task.use_trained_labels(self.model)
 
     @torch.no_grad()
     def predict_frame(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
         """Return the frame with `prediction` and one `prob_<label>` column per label."""
+        self.model.eval()  # task.evaluate (evaluate_file) hands the model back in train mode: no dropout here
         dataset = self.task.encode(frame, self.tokenizer, with_labels=False)
         loader = make_loader(dataset, self.tokenizer, batch_size=batch_size, order="sequential")
         probs = []
@@ -55,7 +64,7 @@ class TrainedRun:
         probs = torch.cat(probs).numpy() if probs else None
         out = frame.copy()
         names = self.task.labels.names
-        out["prediction"] = [names[i] for i in probs.argmax(-1)] if probs is not None else []
+        out["prediction"] = [names[i] for i in self.task.predict_ids(probs)] if probs is not None else []  # tuned threshold
         for index, name in enumerate(names):
             out[f"prob_{name}"] = probs[:, index] if probs is not None else []
         return out

@@ -14,7 +14,13 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunesmith.baselines import BaselinesSpec
 from tunesmith.errors import RecipeError
+from tunesmith.imbalance.config import ImbalanceSpec, InspectSpec
+from tunesmith.lm_recipe import LMSpec
+from tunesmith.methods.spec import MethodSpec
+from tunesmith.report import ReportSpec
+from tunesmith.train.checkpoint_spec import CheckpointSpec, Resume
 
 
 class Section(BaseModel):
@@ -59,11 +65,12 @@ class DataSpec(Section):
     @field_validator("columns")
     @classmethod
     def _known_roles(cls, value: dict) -> dict:
-        unknown = set(value) - {"text", "text_pair", "label"}
+        roles = ("text", "text_pair", "label", "instruction", "input", "output", "system", "messages")
+        unknown = set(value) - set(roles)
         if unknown:
-            raise ValueError(f"unknown column role {sorted(unknown)[0]!r}; roles are text, text_pair, label")
-        if "text" not in value:
-            raise ValueError("needs a 'text' column")
+            raise ValueError(f"unknown column role {sorted(unknown)[0]!r}; roles are {', '.join(roles)}")
+        if "text" not in value and "messages" not in value and not {"instruction", "output"} <= set(value):
+            raise ValueError("needs a 'text' column (sft: 'instruction' and 'output', or 'messages')")
         return value
 
 
@@ -89,11 +96,14 @@ class TrainSpec(Section):
     group_by_length: bool = Field(True, description="batch rows of similar length together (less padding)")
     grad_accumulation: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 where the GPU or CPU runs it natively (AVX512-BF16/AMX), else fp32")
     eval_every: Union[Literal["epoch"], int] = "epoch"
     log_every: int = Field(10, ge=1)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     seed: int = 0
+    on_nan: Literal["stop", "skip"] = Field("stop", description="a NaN/inf loss: stop the run, or skip the batch")
+    max_nan_skips: int = Field(10, ge=0, description="with on_nan: skip, stop after skipping more batches than this")
 
     @field_validator("eval_every")
     @classmethod
@@ -105,12 +115,20 @@ class TrainSpec(Section):
 
 class Recipe(Section):
     model: str
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "causal_lm", "sft"] = "classification"
     data: DataSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     output: str = "runs/latest"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    lm: LMSpec = Field(default_factory=LMSpec)  # causal_lm / sft settings (tunesmith/lm_recipe.py)
+    imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)  # classification (tunesmith/imbalance/config.py)
+    inspect: InspectSpec = Field(default_factory=InspectSpec)  # data diagnostics before training (tunesmith/inspection.py)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # tunesmith/train/checkpoint_spec.py
+    resume: Resume = False  # true: continue from the newest valid checkpoint in output; auto: if there is one
+    method: MethodSpec = Field(default_factory=MethodSpec)  # full | freeze | bitfit | lora | dora (tunesmith/methods/)
+    baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)  # majority | tfidf | scratch (tunesmith/baselines/)
+    report: ReportSpec = Field(default_factory=ReportSpec)  # report.html, trackers (tunesmith/report/)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -134,17 +152,44 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
         raise RecipeError(f"{source}: {_describe(exc.errors()[0], raw)}") from None
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error, not a silent override."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key '{key}' appears twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict:
+    if path.is_dir():
+        raise RecipeError(f"{path}: is a directory, not a recipe file")
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_RecipeLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise RecipeError(f"{path}{where}: not valid YAML ({' '.join(str(getattr(exc, 'problem', exc)).split())})") from None
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: not UTF-8 text") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an impossible date (2021-02-30), nesting too deep
+        raise RecipeError(f"{path}: not a valid recipe ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror or exc})") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping (model:, data:, train: ...)")
     return raw
@@ -156,7 +201,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     key, text = item.split("=", 1)
     try:
         value = yaml.safe_load(text) if text else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: the text itself
         value = text
     return key.strip(), value
 

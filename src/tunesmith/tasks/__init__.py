@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.classification import ClassificationTask
+from tunesmith.tasks.sft import SFTTask
 
 TASKS = {
     "classification": ClassificationTask,
+    "causal_lm": CausalLMTask,
+    "sft": SFTTask,
 }
 
 

@@ -6,6 +6,7 @@
             backward; every `grad_accumulation` batches: clip, optimizer step, schedule step
             every `log_every` steps: log loss and learning rate
             every `eval_every` steps (or at epoch end): evaluate, keep the best model, maybe stop
+            when due (epoch end, checkpoint.every_steps, a new best, SIGINT/SIGTERM): save a checkpoint
 
 Accelerate hides the device, mixed precision and distributed details, so the same loop runs on a
 CPU, one GPU, or under `accelerate launch` / `torchrun`.
@@ -30,8 +31,22 @@ class LoopState:
     step: int = 0          # optimizer steps taken
     epoch: int = 0         # epochs started
     samples: int = 0       # training examples seen
+    tokens: int = 0        # real (non-pad) training tokens seen
+    padded_tokens: int = 0 # token positions computed, padding included
+    eval_seconds: float = 0.0  # time spent in evaluations during training
+    started: float = field(default_factory=time.perf_counter)
     stop_reason: str | None = None
     history: list[dict] = field(default_factory=list)
+    batches_in_epoch: int = 0  # batches consumed in the current epoch (a resumed run skips them)
+    running_loss: float = 0.0  # summed since the last logged step
+    running_batches: int = 0
+    nan_skipped: int = 0       # batches skipped for a non-finite loss (train.on_nan: skip)
+
+    def begin_epoch(self, batches_per_epoch: int) -> None:
+        if 0 < self.batches_in_epoch < batches_per_epoch:
+            return  # resuming inside this epoch
+        self.epoch += 1
+        self.batches_in_epoch = 0
 
 
 @dataclass
@@ -41,6 +56,8 @@ class LoopPlan:
     eval_every: int       # in optimizer steps
     log_every: int
     max_grad_norm: float | None
+    on_nan: str = "stop"  # or "skip"
+    max_nan_skips: int = 10
 
 
 def plan_steps(batches_per_epoch: int, settings) -> LoopPlan:
@@ -50,49 +67,61 @@ def plan_steps(batches_per_epoch: int, settings) -> LoopPlan:
     if settings.max_steps is not None:
         total = min(total, settings.max_steps)
     eval_every = steps_per_epoch if settings.eval_every == "epoch" else settings.eval_every
-    return LoopPlan(steps_per_epoch, total, eval_every, settings.log_every, settings.max_grad_norm)
+    return LoopPlan(steps_per_epoch, total, eval_every, settings.log_every, settings.max_grad_norm,
+                    getattr(settings, "on_nan", "stop"), getattr(settings, "max_nan_skips", 10))
 
 
 def train_loop(
     *, model, optimizer, schedule, train_loader, accelerator, plan: LoopPlan, stopper: EarlyStopper,
     compute_loss: Callable, evaluate: Callable[[], dict], on_best: Callable[[dict], None], log: Callable[[dict], None],
+    checkpoints=None, state: LoopState | None = None,
 ) -> LoopState:
-    state = LoopState()
+    """`checkpoints` (train/checkpoint.py) saves the state after steps and restores the data position;
+    `state` is the restored LoopState when resuming."""
+    state = state or LoopState()
     model.train()
-    progress = tqdm(total=plan.total_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
-    started = time.perf_counter()
-    running_loss, running_batches = 0.0, 0
-    while state.step < plan.total_steps and state.stop_reason is None:
-        state.epoch += 1
-        for batch in train_loader:
-            with accelerator.accumulate(model):
-                loss = compute_loss(model, batch)
-                _check_finite(loss, state.step + 1)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and plan.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), plan.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            running_loss += loss.item()
-            running_batches += 1
-            state.samples += len(batch["input_ids"]) * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            schedule.step()
-            state.step += 1
-            progress.update(1)
-            if state.step % plan.log_every == 0 or state.step == plan.total_steps:
-                record = {"type": "train", "step": state.step, "epoch": _epoch(state, plan),
-                          "loss": running_loss / running_batches, "lr": schedule.get_last_lr()[0],
-                          "samples": state.samples, "elapsed_s": time.perf_counter() - started}
-                running_loss, running_batches = 0.0, 0
-                progress.set_postfix(loss=f"{record['loss']:.4f}")
-                log(record)
-            if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
-                _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log)
-            if state.step >= plan.total_steps or state.stop_reason:
-                break
-    progress.close()
+    progress = tqdm(total=plan.total_steps, initial=state.step, desc="train", unit="step",
+                    disable=not accelerator.is_local_main_process)
+    try:  # the bar is closed on errors too, so an error message starts on its own line
+        while state.step < plan.total_steps and state.stop_reason is None:
+            state.begin_epoch(len(train_loader))
+            for batch in checkpoints.batches(train_loader, state) if checkpoints else train_loader:
+                state.batches_in_epoch += 1
+                with accelerator.accumulate(model):
+                    loss = compute_loss(model, batch)
+                    finite = _check_finite(loss, state, plan, checkpoints, log)  # raises, or skips with on_nan: skip
+                    if finite:
+                        accelerator.backward(loss)
+                    if accelerator.sync_gradients and plan.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), plan.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if finite:
+                    state.running_loss += loss.item()
+                    state.running_batches += 1
+                state.samples += len(batch["input_ids"]) * accelerator.num_processes
+                _count_tokens(state, batch, accelerator.num_processes)
+                if not accelerator.sync_gradients:
+                    continue
+                schedule.step()
+                state.step += 1
+                progress.update(1)
+                if state.step % plan.log_every == 0 or state.step == plan.total_steps:
+                    record = {"type": "train", "step": state.step, "epoch": _epoch(state, plan),
+                              "loss": state.running_loss / state.running_batches if state.running_batches else None,
+                              "lr": schedule.get_last_lr()[0],
+                              "samples": state.samples, "elapsed_s": time.perf_counter() - state.started}
+                    state.running_loss, state.running_batches = 0.0, 0
+                    progress.set_postfix(loss=f"{record['loss']:.4f}" if record["loss"] is not None else "skipped")
+                    log(record)
+                if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
+                    _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log)
+                if checkpoints:
+                    checkpoints.after_step(state)  # saves when due; stops here after SIGINT/SIGTERM
+                if state.step >= plan.total_steps or state.stop_reason:
+                    break
+    finally:
+        progress.close()
     if state.stop_reason is None:
         state.stop_reason = f"finished the budget of {plan.total_steps} steps ({_epoch(state, plan):g} epochs)"
     return state
@@ -101,8 +130,12 @@ def train_loop(
 def _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log) -> None:
     if state.history and state.history[-1]["step"] == state.step:
         return  # already evaluated at this step
+    eval_started = time.perf_counter()
+    train_seconds = eval_started - state.started - state.eval_seconds  # training time so far, evaluations excluded
     metrics = evaluate()
-    record = {"type": "eval", "split": "validation", "step": state.step, "epoch": _epoch(state, plan), **metrics}
+    state.eval_seconds += time.perf_counter() - eval_started
+    record = {"type": "eval", "split": "validation", "step": state.step, "epoch": _epoch(state, plan),
+              "train_s": round(train_seconds, 3), **metrics}
     value = metrics.get(stopper.metric)
     if value is None or not math.isfinite(value):
         raise TrainingError(f"validation {stopper.metric} is {value} at step {state.step}")
@@ -114,12 +147,34 @@ def _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log) -> None:
     state.stop_reason = stopper.reason
 
 
-def _check_finite(loss: torch.Tensor, step: int) -> None:
-    if not torch.isfinite(loss.detach()).all():
+def _count_tokens(state: LoopState, batch, processes: int) -> None:
+    mask = batch.get("attention_mask")
+    ids = batch["input_ids"]
+    state.padded_tokens += ids.numel() * processes
+    state.tokens += (int(mask.sum()) if mask is not None else ids.numel()) * processes
+
+
+def _check_finite(loss: torch.Tensor, state: LoopState, plan: LoopPlan, checkpoints, log) -> bool:
+    """True for a finite loss. A NaN/inf one stops the run (naming the step and the last good checkpoint), or
+    with train.on_nan: skip, the batch is skipped (no gradient from it), counted and logged."""
+    if torch.isfinite(loss.detach()).all():
+        return True
+    step, value = state.step + 1, loss.detach().float().mean().item()
+    saved = checkpoints.last_good() if checkpoints else "the best model so far is kept in the run directory"
+    if plan.on_nan == "skip" and state.nan_skipped < plan.max_nan_skips:
+        state.nan_skipped += 1
+        log({"type": "skip", "step": step, "epoch": state.epoch, "batch": state.batches_in_epoch,
+             "reason": f"loss is {value}", "skipped": state.nan_skipped})
+        return False
+    if plan.on_nan == "skip":
         raise TrainingError(
-            f"the training loss became {loss.item()} at step {step}; lower train.lr, set train.max_grad_norm, "
-            "or check the data. The best model so far is kept in the run directory"
-        )
+            f"the training loss was not finite in {state.nan_skipped + 1} batches, more than train.max_nan_skips "
+            f"({plan.max_nan_skips}); the last at step {step} (epoch {state.epoch}); {saved}. Lower train.lr, "
+            f"set train.max_grad_norm, or check the data")
+    raise TrainingError(
+        f"the training loss became {value} at step {step} (epoch {state.epoch}, batch {state.batches_in_epoch}); "
+        f"{saved}. Lower train.lr, set train.max_grad_norm, check the data, or skip such batches with "
+        f"train.on_nan: skip")
 
 
 def _epoch(state: LoopState, plan: LoopPlan) -> float:

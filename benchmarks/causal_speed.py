@@ -1,0 +1,124 @@
+"""Causal-LM LoRA speed: tunesmith vs Hugging Face Trainer + PEFT, SmolLM2-135M on Tiny Shakespeare.
+
+Same model, the same packed 256-token blocks (built once by tunesmith's causal_lm task and handed to
+both), same LoRA (r 8, alpha 16, dropout 0.05, q_proj/v_proj), same optimizer settings and number of
+steps; each contender in its own process (clean peak-memory figure).
+
+    python benchmarks/causal_speed.py                 # 30 steps of batch 4 x 256 tokens
+    python benchmarks/causal_speed.py --quick         # 6 steps: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, emit, gemm_peak_flops, peak_rss_mb, run_contender, training_flops  # noqa: E402
+
+LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+
+
+def recipe_dict(model: str, steps: int, out: Path) -> dict:
+    return {
+        "model": model, "task": "causal_lm",
+        "data": {"train": str(REPO / "data" / "tiny_shakespeare" / "input.txt"), "validation": {"split": 0.02}},
+        "lm": {"text_unit": "paragraph", "validation_by": "tail", "block_size": 256, "sample_prompts": []},
+        "method": {"name": "lora", **LORA},
+        "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "eval_batch_size": 8, "lr": 2e-4,
+                  "schedule": "linear", "warmup": 0.0, "max_length": 256, "eval_every": steps, "log_every": 5,
+                  "early_stopping": {"metric": "loss"}, "seed": 0, "weight_decay": 0.0},
+        "output": str(out),
+    }
+
+
+def run_tunesmith(model: str, steps: int, out: Path) -> dict:
+    from tunesmith.recipe import validate_recipe
+    from tunesmith.run import finetune
+
+    result = finetune(validate_recipe(recipe_dict(model, steps, out)), echo=lambda *a: None)
+    timing = result["timing"]
+    return {"train_s": timing["train_s"], "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
+            "val_loss": result["validation"]["loss"]}
+
+
+def run_trainer(model_name: str, steps: int, out: Path) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from tunesmith.models import resolve_model
+    from tunesmith.recipe import validate_recipe
+    from tunesmith.tasks import make_task
+
+    task = make_task(validate_recipe(recipe_dict(model_name, steps, out)))
+    splits = task.load_data()
+    model, tokenizer = task.load_model(resolve_model(model_name))
+    train = [dict(f) for f in task.encode(splits.train, tokenizer).features]
+    valid = [dict(f) for f in task.encode(splits.validation, tokenizer).features]
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                                             target_modules=LORA["target_modules"], task_type="CAUSAL_LM"))
+    args = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=2e-4,
+        max_steps=steps, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, seed=0,
+        eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        include_num_input_tokens_seen="all",
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=valid,
+                      data_collator=default_data_collator)
+    output = trainer.train()
+    tokens = int(trainer.state.num_input_tokens_seen)
+    return {"train_s": output.metrics["train_runtime"], "tokens": tokens, "padded_tokens": tokens,
+            "val_loss": trainer.evaluate()["eval_loss"]}
+
+
+def contender_main(args) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tunesmith.models import resolve_model
+
+    out = Path(tempfile.mkdtemp(prefix=f"bench-lm-{args.contender}-"))
+    run = run_tunesmith if args.contender == "tunesmith" else run_trainer
+    result = run(args.model, args.steps, out)
+    config = AutoConfig.from_pretrained(resolve_model(args.model))
+    with __import__("torch").device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    # LoRA still runs the full forward and the backward through activations: ~6 x params x tokens bounds it
+    flops = training_flops(model, result["padded_tokens"])
+    result.update({"contender": args.contender, "peak_rss_mb": round(peak_rss_mb(), 1),
+                   "tokens_per_s": round(result["tokens"] / result["train_s"], 1),
+                   "achieved_flops_fraction": round(flops / result["train_s"] / gemm_peak_flops(), 4)})
+    emit(result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--contender", choices=["tunesmith", "trainer_peft"])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.contender:
+        return contender_main(args)
+    steps = 6 if args.quick else args.steps
+    results = {c: run_contender(Path(__file__), ["--contender", c, "--model", args.model, "--steps", str(steps)])
+               for c in ("tunesmith", "trainer_peft")}
+    for result in results.values():
+        print(json.dumps(result), flush=True)
+    ours, peer = results["tunesmith"], results["trainer_peft"]
+    summary = {"steps": steps, "tokens_per_s_ratio": round(ours["tokens_per_s"] / peer["tokens_per_s"], 2),
+               "peak_rss_ratio": round(ours["peak_rss_mb"] / peer["peak_rss_mb"], 2),
+               "val_loss_delta": round(ours["val_loss"] - peer["val_loss"], 4)}
+    print(json.dumps(summary), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, **summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
