@@ -27,5 +27,10 @@ browser:
 test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# speed benchmarks against Hugging Face Trainer (needs ../shared/data/sst2); BENCH_ARGS=--quick for a smoke run
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/classification_speed.py $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/causal_speed.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -22,43 +22,44 @@ from common import REPO, emit, gemm_peak_flops, peak_rss_mb, run_contender, trai
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 
 
-def recipe_dict(model: str, steps: int, out: Path) -> dict:
+def recipe_dict(model: str, steps: int, out: Path, block: int = 256) -> dict:
     return {
         "model": model, "task": "causal_lm",
         "data": {"train": str(REPO / "data" / "tiny_shakespeare" / "input.txt"), "validation": {"split": 0.02}},
-        "lm": {"text_unit": "paragraph", "validation_by": "tail", "block_size": 256, "sample_prompts": []},
+        "lm": {"text_unit": "paragraph", "validation_by": "tail", "block_size": block, "sample_prompts": []},
         "method": {"name": "lora", **LORA},
         "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "eval_batch_size": 8, "lr": 2e-4,
-                  "schedule": "linear", "warmup": 0.0, "max_length": 256, "eval_every": steps, "log_every": 5,
+                  "schedule": "linear", "warmup": 0.0, "max_length": block, "eval_every": steps, "log_every": 5,
                   "early_stopping": {"metric": "loss"}, "seed": 0, "weight_decay": 0.0},
         "output": str(out),
     }
 
 
-def run_tunesmith(model: str, steps: int, out: Path) -> dict:
+def run_tunesmith(model: str, steps: int, out: Path, block: int) -> dict:
     from tunesmith.recipe import validate_recipe
     from tunesmith.run import finetune
 
-    result = finetune(validate_recipe(recipe_dict(model, steps, out)), echo=lambda *a: None)
+    result = finetune(validate_recipe(recipe_dict(model, steps, out, block)), echo=lambda *a: None)
     timing = result["timing"]
     return {"train_s": timing["train_s"], "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
             "val_loss": result["validation"]["loss"]}
 
 
-def run_trainer(model_name: str, steps: int, out: Path) -> dict:
+def run_trainer(model_name: str, steps: int, out: Path, block: int) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments, default_data_collator
+    from transformers import Trainer, TrainingArguments
 
     from tunesmith.models import resolve_model
     from tunesmith.recipe import validate_recipe
     from tunesmith.tasks import make_task
 
-    task = make_task(validate_recipe(recipe_dict(model_name, steps, out)))
+    task = make_task(validate_recipe(recipe_dict(model_name, steps, out, block)))
     splits = task.load_data()
     model, tokenizer = task.load_model(resolve_model(model_name))
-    train = [dict(f) for f in task.encode(splits.train, tokenizer).features]
-    valid = [dict(f) for f in task.encode(splits.validation, tokenizer).features]
+    train_ds, valid_ds = task.encode(splits.train, tokenizer), task.encode(splits.validation, tokenizer)
+    collate = task.make_loader(train_ds, tokenizer, batch_size=4, order="sequential").collate_fn  # labels as ours
+    train, valid = [dict(f) for f in train_ds.features], [dict(f) for f in valid_ds.features]
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                                              target_modules=LORA["target_modules"], task_type="CAUSAL_LM"))
@@ -70,7 +71,7 @@ def run_trainer(model_name: str, steps: int, out: Path) -> dict:
         include_num_input_tokens_seen="all",
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=valid,
-                      data_collator=default_data_collator)
+                      data_collator=collate)
     output = trainer.train()
     tokens = int(trainer.state.num_input_tokens_seen)
     return {"train_s": output.metrics["train_runtime"], "tokens": tokens, "padded_tokens": tokens,
@@ -84,7 +85,7 @@ def contender_main(args) -> None:
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-lm-{args.contender}-"))
     run = run_tunesmith if args.contender == "tunesmith" else run_trainer
-    result = run(args.model, args.steps, out)
+    result = run(args.model, args.steps, out, args.block_size)
     config = AutoConfig.from_pretrained(resolve_model(args.model))
     with __import__("torch").device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -101,13 +102,15 @@ def main() -> None:
     parser.add_argument("--contender", choices=["tunesmith", "trainer_peft"])
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--block-size", type=int, default=256)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.contender:
         return contender_main(args)
     steps = 6 if args.quick else args.steps
-    results = {c: run_contender(Path(__file__), ["--contender", c, "--model", args.model, "--steps", str(steps)])
+    results = {c: run_contender(Path(__file__), ["--contender", c, "--model", args.model, "--steps", str(steps),
+                                                      "--block-size", str(args.block_size)])
                for c in ("tunesmith", "trainer_peft")}
     for result in results.values():
         print(json.dumps(result), flush=True)
