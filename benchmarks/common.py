@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -37,8 +36,10 @@ def sst2_subset(workdir: Path, n_train: int, seed: int = 0) -> tuple[Path, Path]
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (VmHWM: ru_maxrss can carry the parent's peak across exec)."""
+    from tunesmith.methods.measure import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def gemm_peak_flops(size: int = 2048, repeats: int = 5) -> float:
