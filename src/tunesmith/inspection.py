@@ -272,7 +272,8 @@ def _leakage(frames, norm, examples) -> list[Finding]:
     if not total:
         return []
     return [Finding("leakage", "warning", f"held-out data overlaps training data: {'; '.join(parts)}; held-out "
-                    f"scores are inflated (data.drop_duplicates: true removes repeats before a validation split)",
+                    f"scores are inflated (texts compared after lower-casing and collapsing whitespace; "
+                    f"data.drop_duplicates: true removes exact repeats before a validation split)",
                     total, shown[:examples])]
 
 
