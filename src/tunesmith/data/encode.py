@@ -50,9 +50,9 @@ def length_order(dataset: EncodedDataset) -> list[int]:
 
 
 def make_loader(
-    dataset: EncodedDataset, tokenizer, *, batch_size: int, order: str, seed: int = 0,
+    dataset: EncodedDataset, tokenizer, *, batch_size: int, order: str, seed: int = 0, collate_fn=None,
 ) -> DataLoader:
-    """Batches padded to their longest row. `order`:
+    """Batches padded to their longest row (by `collate_fn`, default: the tokenizer's padding). `order`:
 
     - "grouped": shuffled, but rows of similar length share a batch (random mega-batches of 50
       batches, sorted by length inside), which cuts padding; seed-determined. For training.
@@ -73,5 +73,5 @@ def make_loader(
         raise ValueError(f"unknown batch order {order!r}")
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler,
-        collate_fn=DataCollatorWithPadding(tokenizer, return_tensors="pt"),
+        collate_fn=collate_fn or DataCollatorWithPadding(tokenizer, return_tensors="pt"),
     )

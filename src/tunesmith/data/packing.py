@@ -18,10 +18,9 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from torch.utils.data import DataLoader
 
-from tunesmith.data.encode import EncodedDataset, length_order
+from tunesmith.data.encode import EncodedDataset, make_loader
 
 IGNORE_INDEX = -100
 
@@ -86,16 +85,6 @@ class LMCollator:
 
 
 def make_lm_loader(dataset: EncodedDataset, tokenizer, *, batch_size: int, order: str, seed: int = 0) -> DataLoader:
-    """Like tunesmith.data.encode.make_loader (same orders), with the LM collator."""
-    generator = torch.Generator().manual_seed(seed)
-    if order == "grouped":
-        sampler = LengthGroupedSampler(batch_size, lengths=dataset.lengths(), generator=generator)
-    elif order == "shuffle":
-        sampler = RandomSampler(dataset, generator=generator)
-    elif order == "by_length":
-        sampler = length_order(dataset)
-    elif order == "sequential":
-        sampler = None
-    else:
-        raise ValueError(f"unknown batch order {order!r}")
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=LMCollator(tokenizer.pad_token_id))
+    """tunesmith.data.encode.make_loader (same orders) with the LM collator."""
+    return make_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed,
+                       collate_fn=LMCollator(tokenizer.pad_token_id))

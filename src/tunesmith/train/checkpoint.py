@@ -53,7 +53,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from tunesmith.artifacts import RunDir, os_reason, replace_dir
+from tunesmith.artifacts import RunDir, fsync_dir, os_reason, replace_dir
 from tunesmith.errors import CheckpointError, TrainingInterrupted
 from tunesmith.train.loop import LoopState
 
@@ -103,7 +103,7 @@ class CheckpointStore:
                 manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             writing = "manifest.json"
             _write_file(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             writing = "the checkpoint directory"
             replace_dir(tmp, target)
             tmp = None
@@ -228,14 +228,6 @@ def _write_chunk(fd: int, chunk: memoryview) -> None:
     while chunk:
         written = os.write(fd, chunk)
         chunk = chunk[written:]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:
