@@ -363,7 +363,6 @@ def measure(recipe, steps: int) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from tunesmith.data.encode import make_loader
     from tunesmith.methods import apply_method
     from tunesmith.methods.measure import peak_memory
     from tunesmith.models import resolve_model
@@ -388,7 +387,7 @@ def measure(recipe, steps: int) -> dict:
     optimizer = build_optimizer(model, settings)
     model, optimizer = accelerator.prepare(model, optimizer)
     load_s = time.perf_counter() - started
-    loader_for = getattr(task, "make_loader", make_loader)
+    loader_for = task.make_loader
     rng = np.random.default_rng(settings.seed)
     size, eval_size = settings.batch_size, settings.eval_batch_size or 2 * settings.batch_size
 

@@ -18,7 +18,6 @@ from safetensors.torch import load_file
 from tunesmith import __version__
 from tunesmith.artifacts import RunDir
 from tunesmith.baselines import collect_baselines
-from tunesmith.data.encode import make_loader
 from tunesmith.imbalance.run_hooks import ImbalanceRun
 from tunesmith.methods import apply_method
 from tunesmith.methods.measure import peak_memory
@@ -47,7 +46,7 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
     splits = task.load_data()
     for note in splits.notes:
         echo(f"note: {note}")
-    echo(task.describe_splits(splits) if hasattr(task, "describe_splits") else _describe_splits(splits))
+    echo(task.describe_splits(splits))
 
     # 2. model and tokenizer
     model_dir = resolve_model(recipe.model)
@@ -62,10 +61,10 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
     # 3. tokenize once; batches are padded dynamically
     datasets = {name: task.encode(frame, tokenizer) for name, frame in splits.frames().items()}
     eval_batch = settings.eval_batch_size or settings.batch_size * 2
-    loader_for = getattr(task, "make_loader", make_loader)  # a task may batch its own way (LM tasks: -100 labels)
-    train_loader = loader_for(datasets["train"], tokenizer, batch_size=settings.batch_size, seed=settings.seed,
-                              order="grouped" if settings.group_by_length else "shuffle")
-    eval_loaders = {name: loader_for(ds, tokenizer, batch_size=eval_batch, order="by_length")
+    train_loader = task.make_loader(  # a task may batch its own way (LM tasks: -100 labels)
+        datasets["train"], tokenizer, batch_size=settings.batch_size, seed=settings.seed,
+        order="grouped" if settings.group_by_length else "shuffle")
+    eval_loaders = {name: task.make_loader(ds, tokenizer, batch_size=eval_batch, order="by_length")
                     for name, ds in datasets.items() if name != "train"}
     train_loader = hooks.train_loader(train_loader, datasets["train"], splits.train, tokenizer)  # resample/augment
 
@@ -100,8 +99,7 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
         if accelerator.is_main_process:
             method.save(accelerator.unwrap_model(model), tokenizer, run)  # LoRA: RUN/adapter + merged RUN/model
 
-    if hasattr(task, "before_training"):  # LM tasks: the pretrained model's perplexity and generations
-        task.before_training(model, tokenizer, eval_loaders, accelerator)
+    task.before_training(model, tokenizer, eval_loaders, accelerator)  # LM: pretrained perplexity, generations
     with checkpoints.signals():  # SIGINT/SIGTERM: checkpoint at the end of the step, then stop
         state = train_loop(
             model=model, optimizer=optimizer, schedule=schedule, train_loader=train_loader, accelerator=accelerator,
@@ -136,8 +134,7 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
         "memory": peak_memory(accelerator.device),  # peak RSS (CPU) / peak allocated (GPU)
         "model_dir": str(run.model_dir),
     }
-    if hasattr(task, "extra_results"):  # LM tasks: generations before/after training, token counts
-        result.update(task.extra_results(model, tokenizer, accelerator))
+    result.update(task.extra_results(model, tokenizer, accelerator))  # LM: generations before/after, token counts
     finish_tracking(accelerator)
     if accelerator.is_main_process:
         run.write_eval(result)
@@ -185,11 +182,6 @@ def _load_best_weights(model, run: RunDir) -> None:
 def _tied_names(model) -> set[str]:
     tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or {}
     return set(tied if not isinstance(tied, dict) else list(tied.keys()) + list(tied.values()))
-
-
-def _describe_splits(splits) -> str:
-    counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
-    return f"data: {counts} rows; {len(splits.labels)} labels: {', '.join(splits.labels.names)}"
 
 
 def _environment(accelerator) -> dict:

@@ -21,9 +21,10 @@ from tunesmith.imbalance.configure import ImbalanceSetup, build_setup, collapse_
 from tunesmith.imbalance.threshold import POSITIVE_KEY, read_threshold
 from tunesmith.models import load_for_classification
 from tunesmith.recipe import Recipe
+from tunesmith.tasks.base import Task
 
 
-class ClassificationTask:
+class ClassificationTask(Task):
     name = "classification"
     metric_names = METRIC_NAMES
 
@@ -58,6 +59,10 @@ class ClassificationTask:
         return encode_texts(
             tokenizer, frame["text"].tolist(), pairs, max_length=self.recipe.train.max_length, labels=labels
         )
+
+    def describe_splits(self, splits) -> str:
+        counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
+        return f"data: {counts} rows; {len(splits.labels)} labels: {', '.join(splits.labels.names)}"
 
     # ---- model ------------------------------------------------------------------------------
     def load_model(self, model_dir: Path):

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from tunesmith.data.packing import IGNORE_INDEX, make_lm_loader
 from tunesmith.errors import ModelError, RecipeError
 from tunesmith.models import _one_line, _quiet_transformers, load_tokenizer
+from tunesmith.tasks.base import Task
 
 log = logging.getLogger("tunesmith.tasks")
 
@@ -58,7 +59,7 @@ def max_positions(config) -> int | None:
     return None
 
 
-class LMTask:
+class LMTask(Task):
     """Base of causal_lm and sft; subclasses read and encode their data and pick sample prompts."""
 
     name = "lm"

@@ -1,0 +1,28 @@
+"""What every task offers the run (run.py) beyond its own data, model, loss and metrics: hooks with defaults.
+
+A task subclasses `Task` and overrides what it needs; run.py calls the hooks unconditionally.
+"""
+
+from __future__ import annotations
+
+from tunesmith.data.encode import make_loader
+
+
+class Task:
+    name = "task"
+
+    def describe_splits(self, splits) -> str:
+        """One line on the data, printed before the model loads."""
+        counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
+        return f"data: {counts} rows"
+
+    def make_loader(self, dataset, tokenizer, *, batch_size: int, order: str, seed: int = 0):
+        """Batches of the encoded data (default: dynamic padding with the tokenizer)."""
+        return make_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)
+
+    def before_training(self, model, tokenizer, eval_loaders: dict, accelerator) -> None:
+        """Measure the model before any step (LM tasks: pretrained perplexity and generations)."""
+
+    def extra_results(self, model, tokenizer, accelerator) -> dict:
+        """More keys for eval.json after training."""
+        return {}
