@@ -86,21 +86,13 @@ class ImbalanceSpec(_Section):
     @field_validator("class_weights", mode="before")
     @classmethod
     def _weights(cls, value):
-        if isinstance(value, dict):
-            value = {str(k): v for k, v in value.items()}
-            bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
-            if bad:
-                raise ValueError(f"the weight of label '{bad[0]}' must be a positive number")
-        return value
+        return _per_label_positive(value, "weight") if isinstance(value, dict) else value
 
     @field_validator("alpha", mode="before")
     @classmethod
     def _alpha(cls, value):
         if isinstance(value, dict):
-            value = {str(k): v for k, v in value.items()}
-            bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
-            if bad:
-                raise ValueError(f"the alpha of label '{bad[0]}' must be a positive number")
+            value = _per_label_positive(value, "alpha")
         elif value is not None and (isinstance(value, bool) or not 0 < float(value) < 1):
             raise ValueError("a single alpha is the positive-class weight of a binary task: a number in (0, 1)")
         return value
@@ -141,3 +133,12 @@ class InspectSpec(_Section):
     enabled: bool = True
     fail_on: list[Literal[FINDING_CODES]] = Field(default_factory=list)  # type: ignore[valid-type]
     examples: int = Field(3, ge=0, le=50)
+
+
+def _per_label_positive(value: dict, what: str) -> dict:
+    """A {label: number} map with string keys; every number positive (booleans are not numbers here)."""
+    value = {str(k): v for k, v in value.items()}
+    bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
+    if bad:
+        raise ValueError(f"the {what} of label '{bad[0]}' must be a positive number")
+    return value
