@@ -29,21 +29,21 @@ HYPER = {"batch_size": 32, "lr": 5e-5, "epochs": 1, "max_length": 128, "weight_d
 
 def use_bf16() -> bool:
     """The tuned Trainer uses bf16 wherever the hardware has it (a CPU with AVX512-BF16 too)."""
-    from tunesmith.train.precision import auto_uses_bf16, cpu_has_bf16
+    from tunesmith.train.precision import auto_uses_bf16
 
-    return auto_uses_bf16() or cpu_has_bf16()
+    return auto_uses_bf16()
 
 
-def run_tunesmith(model: str, train: Path, dev: Path, out: Path, eval_every: int | None) -> dict:
+def run_tunesmith(model: str, train: Path, dev: Path, out: Path, eval_every: int | None,
+                  precision: str = "auto") -> dict:
     from tunesmith.recipe import validate_recipe
     from tunesmith.run import finetune
-    from tunesmith.train.precision import auto_uses_bf16
 
     recipe = validate_recipe({
         "model": model,
         "data": {"train": str(train), "validation": str(dev), "columns": {"text": "sentence", "label": "label"}},
         "train": {**{k: HYPER[k] for k in ("batch_size", "lr", "epochs", "max_length", "weight_decay", "seed")},
-                  "warmup": 0.0, "precision": "auto", "eval_every": eval_every or "epoch", "log_every": 50,
+                  "warmup": 0.0, "precision": precision, "eval_every": eval_every or "epoch", "log_every": 50,
                   "early_stopping": {"metric": "accuracy"}},
         "output": str(out),
     })
@@ -53,7 +53,7 @@ def run_tunesmith(model: str, train: Path, dev: Path, out: Path, eval_every: int
         "train_s": timing["train_s"], "samples": result["data"]["train"] * HYPER["epochs"],
         "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
         "accuracy": result["validation"]["accuracy"], "curve": _tunesmith_curve(out),
-        "precision": "bf16" if auto_uses_bf16() else "fp32",
+        "precision": result["environment"]["precision"],
     }
 
 
@@ -130,7 +130,7 @@ def contender_main(args) -> None:
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{args.contender}-"))
     if args.contender == "tunesmith":
-        result = run_tunesmith(args.model, args.train, args.dev, out, args.eval_every)
+        result = run_tunesmith(args.model, args.train, args.dev, out, args.eval_every, args.precision)
     else:
         result = run_trainer(args.model, args.train, args.dev, out, tuned=args.contender == "trainer_tuned",
                              eval_every=args.eval_every)
@@ -167,6 +167,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=8000)
     parser.add_argument("--target", type=float, default=0.85, help="dev accuracy for time-to-accuracy")
     parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="tunesmith's train.precision (default auto, as a user gets it)")
     args = parser.parse_args()
     if args.contender:
         return contender_main(args)

@@ -25,6 +25,27 @@ def shared_data_dir() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_token_cache(tmp_path_factory):
+    """The token cache (data/token_cache.py) of module- and session-scoped fixtures, which are set up before any
+    function-scoped one: never ~/.cache. TUNESMITH_CACHE itself is left alone (the converted smollm2 lives there)."""
+    before = os.environ.get("TUNESMITH_TOKEN_CACHE")
+    os.environ["TUNESMITH_TOKEN_CACHE"] = str(tmp_path_factory.mktemp("token_cache_session"))
+    yield
+    if before is None:
+        os.environ.pop("TUNESMITH_TOKEN_CACHE", None)
+    else:
+        os.environ["TUNESMITH_TOKEN_CACHE"] = before
+
+
+@pytest.fixture(autouse=True)
+def _token_cache(_session_token_cache, tmp_path_factory, monkeypatch) -> Path:
+    """Each test gets an empty token cache of its own: no test reads features another test wrote."""
+    path = tmp_path_factory.mktemp("token_cache")
+    monkeypatch.setenv("TUNESMITH_TOKEN_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return shared_data_dir()

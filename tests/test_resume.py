@@ -234,6 +234,40 @@ def test_a_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(setup, na
         f"train.max_grad_norm, check the data, or skip such batches with train.on_nan: skip")
 
 
+def test_a_nan_loss_between_logged_steps_is_caught_before_the_next_checkpoint(setup, nan_at, tmp_path):
+    """Losses are read back only at logged steps, evaluations and checkpoints: a NaN at step 3 with
+    log_every 5 is still reported at step 3, and the checkpoint due at step 4 is not written."""
+    root, raw = setup
+    nan_at.add(3)
+    out = tmp_path / "run"
+    raw = {**raw, "output": str(out), "train": {**raw["train"], "log_every": 5}}
+    with pytest.raises(TrainingError) as info:
+        finetune(validate_recipe(raw), echo=quiet)
+    assert str(info.value).startswith("the training loss became nan at step 3 (epoch 1, batch 3); there is no "
+                                      "checkpoint yet.")
+    assert not list((out / "checkpoints").glob("step-*"))
+
+
+def test_logged_losses_and_token_counts_match_the_batches(setup, tmp_path):
+    """The device-side running sums give a loss at every logged step, and count every real token once per
+    epoch (padding apart)."""
+    from transformers import AutoTokenizer
+
+    root, raw = setup
+    out = tmp_path / "run"
+    validation = write_csv(tmp_path / "validation.csv", sentiment_rows(16, seed=9))
+    raw = {**raw, "output": str(out), "data": {**raw["data"], "validation": str(validation)},
+           "train": {**raw["train"], "log_every": 3}}
+    result = finetune(validate_recipe(raw), echo=quiet)
+    records = train_records(out)
+    assert [r["step"] for r in records] == [3, 6, 9, 12, 15, 16]  # 64 rows / 8 = 8 steps per epoch, 2 epochs
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in records)
+    tokenizer = AutoTokenizer.from_pretrained(raw["model"])
+    texts = [line.split(",", 1)[1] for line in (root / "train.csv").read_text().splitlines()[1:]]
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=raw["train"]["max_length"])["input_ids"]]
+    assert result["timing"]["tokens"] == 2 * sum(lengths)
+
+
 def test_on_nan_skip_skips_counts_and_logs_the_batch(setup, nan_at, tmp_path):
     root, raw = setup
     nan_at.update({3, 9})

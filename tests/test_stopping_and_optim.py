@@ -68,3 +68,29 @@ def test_schedules_warm_up_then_follow_their_shape(schedule):
 def test_warmup_as_steps_or_fraction():
     assert warmup_steps(TrainSpec(warmup=0.06), 100) == 6
     assert warmup_steps(TrainSpec(warmup=25), 100) == 25
+
+
+@pytest.mark.parametrize("name,fused", [("adamw", True), ("adam", True), ("sgd", True), ("rmsprop", None)])
+def test_fused_kernels_where_torch_has_them(name, fused):
+    model = torch.nn.Linear(4, 2)
+    optimizer = build_optimizer(model, TrainSpec(optimizer=name))
+    assert optimizer.defaults.get("fused") is fused
+
+
+def test_fused_adamw_takes_the_same_step_as_the_plain_one():
+    torch.manual_seed(0)
+    a = torch.nn.Linear(8, 3)
+    b = torch.nn.Linear(8, 3)
+    b.load_state_dict(a.state_dict())
+    initial = a.weight.detach().clone()
+    fused = build_optimizer(a, TrainSpec(lr=1e-2))
+    plain = torch.optim.AdamW([{"params": [b.weight], "weight_decay": 0.01}, {"params": [b.bias], "weight_decay": 0.0}],
+                              lr=1e-2, fused=False)
+    x = torch.randn(16, 8)
+    for _ in range(3):
+        for model, optimizer in ((a, fused), (b, plain)):
+            model(x).pow(2).mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    torch.testing.assert_close(a.weight, b.weight, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(a.weight, initial)  # the steps moved the weights

@@ -360,7 +360,6 @@ def measure(recipe, steps: int) -> dict:
 
     import numpy as np
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     from tunesmith.methods import apply_method
@@ -368,12 +367,7 @@ def measure(recipe, steps: int) -> dict:
     from tunesmith.models import resolve_model
     from tunesmith.tasks import make_task
     from tunesmith.train.optim import build_optimizer
-
-    try:
-        from tunesmith.train.precision import mixed_precision
-    except ImportError:  # pragma: no cover - older tree
-        def mixed_precision(setting):
-            return "bf16" if setting == "bf16" else "no"
+    from tunesmith.train.precision import make_accelerator
 
     settings = recipe.train
     task = make_task(recipe)
@@ -383,7 +377,7 @@ def measure(recipe, steps: int) -> dict:
     set_seed(settings.seed)
     model, tokenizer = task.load_model(resolve_model(recipe.model))
     model, method = apply_method(model, recipe.method)
-    accelerator = Accelerator(mixed_precision=mixed_precision(settings.precision))
+    accelerator = make_accelerator(settings.precision)
     optimizer = build_optimizer(model, settings)
     model, optimizer = accelerator.prepare(model, optimizer)
     load_s = time.perf_counter() - started

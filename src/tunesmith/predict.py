@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from tunesmith.artifacts import RunDir
@@ -17,6 +16,7 @@ from tunesmith.errors import RunError
 from tunesmith.models import check_weights_safe, load_for_classification
 from tunesmith.recipe import load_recipe
 from tunesmith.tasks import make_task
+from tunesmith.train.precision import make_accelerator
 
 
 def _load_classifier(model_dir: Path, trust_remote_code: bool):
@@ -85,6 +85,6 @@ class TrainedRun:
         self.task.labels.encode(frame, source=path)  # unknown labels: clear error naming the line
         dataset = self.task.encode(frame, self.tokenizer)
         loader = make_loader(dataset, self.tokenizer, batch_size=batch_size, order="by_length")
-        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        accelerator = make_accelerator("fp32", cpu=not torch.cuda.is_available())
         model, loader = accelerator.prepare(self.model, loader)
         return self.task.evaluate(model, loader, accelerator, desc="evaluate")

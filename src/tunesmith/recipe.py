@@ -56,6 +56,9 @@ class DataSpec(Section):
     validation: HeldOut = Field(default_factory=HeldOut)
     test: str | None = None
     drop_duplicates: bool = False
+    cache_tokenized: bool = Field(
+        True, description="keep the tokenized splits on disk and reuse them while the data, tokenizer and "
+                          "encoding settings are unchanged (tunesmith/data/token_cache.py)")
 
     @field_validator("validation", mode="before")
     @classmethod

@@ -11,13 +11,13 @@ import time
 
 import torch
 import transformers
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
 from tunesmith import __version__
 from tunesmith.artifacts import RunDir
 from tunesmith.baselines import collect_baselines
+from tunesmith.data.token_cache import encode_splits
 from tunesmith.imbalance.run_hooks import ImbalanceRun
 from tunesmith.methods import apply_method
 from tunesmith.methods.measure import peak_memory
@@ -27,7 +27,7 @@ from tunesmith.tasks import make_task
 from tunesmith.train.checkpoint import Checkpointer, finished_result
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
-from tunesmith.train.precision import mixed_precision
+from tunesmith.train.precision import make_accelerator
 from tunesmith.train.stopping import EarlyStopper
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
 
@@ -58,8 +58,8 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
     hooks = ImbalanceRun(recipe, task, echo)  # classification: data diagnostics and imbalance counter-measures
     hooks.inspect(splits, tokenizer)  # prints warnings; findings listed in inspect.fail_on stop the run here
 
-    # 3. tokenize once; batches are padded dynamically
-    datasets = {name: task.encode(frame, tokenizer) for name, frame in splits.frames().items()}
+    # 3. tokenize once (reused from the token cache when data, tokenizer and settings match); dynamic padding
+    datasets = encode_splits(task, splits.frames(), tokenizer, enabled=recipe.data.cache_tokenized, echo=echo)
     eval_batch = settings.eval_batch_size or settings.batch_size * 2
     train_loader = task.make_loader(  # a task may batch its own way (LM tasks: -100 labels)
         datasets["train"], tokenizer, batch_size=settings.batch_size, seed=settings.seed,
@@ -69,11 +69,8 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
     train_loader = hooks.train_loader(train_loader, datasets["train"], splits.train, tokenizer)  # resample/augment
 
     # 4. optimizer, schedule, Accelerate
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision(settings.precision),
-        gradient_accumulation_steps=settings.grad_accumulation,
-        log_with=trackers or None,
-    )
+    accelerator = make_accelerator(settings.precision, gradient_accumulation_steps=settings.grad_accumulation,
+                                   log_with=trackers or None)
     plan = plan_steps(len(train_loader), settings)
     optimizer = build_optimizer(model, settings)
     schedule = build_schedule(optimizer, settings, plan.total_steps)
@@ -111,7 +108,10 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
 
     # 6. reload the best weights, evaluate on every held-out split, write the results
     accelerator.wait_for_everyone()
-    method.load_best(accelerator.unwrap_model(model), run, _load_best_weights)
+    # the final numbers are fp32, as `tunesmith evaluate` / `predict` give them (evaluations during training
+    # ran in the training precision); a LoRA model comes back merged, as RUN/model holds it
+    model = method.load_best(accelerator.unwrap_model(model, keep_fp32_wrapper=False), run, _load_best_weights,
+                             tokenizer)
     hooks.tune_threshold(model, eval_loaders["validation"], accelerator, run)  # binary: imbalance.threshold.tune
     final = {name: task.evaluate(model, loader, accelerator, desc=name) for name, loader in eval_loaders.items()}
     for name, metrics in final.items():
@@ -189,4 +189,5 @@ def _environment(accelerator) -> dict:
         "tunesmith": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
         "python": platform.python_version(), "device": str(accelerator.device),
         "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
+        "precision": "bf16" if accelerator.mixed_precision == "bf16" else "fp32",
     }

@@ -61,29 +61,43 @@ def test_saved_adapter_and_merged_model_reload_to_the_same_predictions(arch, met
     assert not torch.allclose(before[0], before[1])  # inputs give different outputs: the comparison means something
 
     run = RunDir(tmp_path / "run").create()
-    applied.save(model, tokenizer, run)
+    applied.save(model, tokenizer, run)  # during training: the adapter only
     assert (run.path / "adapter" / "adapter_model.safetensors").is_file()
+    assert not run.model_dir.exists()
 
-    # 1. RUN/model is a plain HF model (no PEFT), with the trained head
+    # 1. RUN/adapter on the base model: exactly the same logits
+    reloaded, reloaded_tokenizer = load_adapter_model_after(run, model, tokenizer, applied)
+    assert torch.equal(logits(reloaded, reloaded_tokenizer), before)
+
+    # 2. the best-weights reload at the end of training restores the saved adapter, merged in place
+    train_a_little(model, tokenizer, steps=2)
+    assert not torch.equal(logits(model, tokenizer), before)
+    best = applied.load_best(model, run, _load_best_weights, tokenizer)
+    assert not any("lora" in n for n, _ in best.named_parameters())
+    torch.testing.assert_close(logits(best, tokenizer), before, atol=1e-5, rtol=1e-5)
+
+    # 3. RUN/model is a plain HF model (no PEFT), with the trained head, giving the merged logits
     plain = AutoModelForSequenceClassification.from_pretrained(run.model_dir)
     assert not any("lora" in n for n, _ in plain.named_parameters())
     trained_head = getattr(plain, head_name).weight
     assert not torch.allclose(trained_head, initial_head)  # the head was trained and saved
-    torch.testing.assert_close(trained_head, model.base_model.model.get_submodule(
-        f"{head_name}.modules_to_save.default").weight)
+    torch.testing.assert_close(trained_head, getattr(best, head_name).weight)
     merged = logits(plain, tokenizer)
     torch.testing.assert_close(merged, before, atol=1e-5, rtol=1e-5)
     assert torch.equal(merged.argmax(-1), before.argmax(-1))
 
-    # 2. RUN/adapter on the base model: exactly the same logits
-    reloaded, reloaded_tokenizer = load_adapter_model(run.path)
-    assert torch.equal(logits(reloaded, reloaded_tokenizer), before)
 
-    # 3. the best-weights reload at the end of training restores the saved adapter exactly
-    train_a_little(model, tokenizer, steps=2)
-    assert not torch.equal(logits(model, tokenizer), before)
-    applied.load_best(model, run, _load_best_weights)
-    assert torch.equal(logits(model, tokenizer), before)
+def load_adapter_model_after(run, model, tokenizer, applied):
+    """RUN/adapter reloaded on a fresh base model; load_adapter_model reads the label map from RUN/model,
+    which the best-model reload writes at the end: give it the config now."""
+    run.model_dir.mkdir()
+    model.get_base_model().config.save_pretrained(run.model_dir)
+    try:
+        return load_adapter_model(run.path)
+    finally:
+        import shutil
+
+        shutil.rmtree(run.model_dir)
 
 
 def test_lora_run_end_to_end_reloads_to_its_final_metrics(tiny_bert_dir, tmp_path):

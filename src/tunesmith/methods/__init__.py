@@ -35,8 +35,9 @@ class AppliedMethod:
     def save(self, model, tokenizer, run) -> None:
         self.method.save(model, tokenizer, run)
 
-    def load_best(self, model, run, default) -> None:
-        self.method.load_best(model, run, default)
+    def load_best(self, model, run, default, tokenizer):
+        """The best model, loaded, for the final evaluation (a PEFT method returns it merged)."""
+        return self.method.load_best(model, run, default, tokenizer)
 
     def summary(self) -> dict:
         return {"name": self.spec.name, "description": self.spec.describe(), "trainable_params": self.trainable,

@@ -27,9 +27,11 @@ class Method:
         """Save the best model so far into the run directory (RUN/model)."""
         run.save_model(model, tokenizer)
 
-    def load_best(self, model, run, default: Callable) -> None:
-        """Load the best saved weights back into `model`; `default(model, run)` reads RUN/model/*.safetensors."""
+    def load_best(self, model, run, default: Callable, tokenizer):
+        """Load the best saved weights back into `model` (`default(model, run)` reads RUN/model/*.safetensors)
+        and return the model to evaluate: the one RUN/model holds."""
         default(model, run)
+        return model
 
 
 def freeze_all(model) -> None:

@@ -21,7 +21,6 @@ RUN/model gives the same logits up to float rounding of the merge (W + scale * B
 from __future__ import annotations
 
 import contextlib
-import copy
 import shutil
 import tempfile
 import warnings
@@ -84,6 +83,8 @@ class LoRA(Method):
             return get_peft_model(model, config)
 
     def save(self, model, tokenizer, run) -> None:
+        """RUN/adapter only (a few MB): merging a copy at every new best cost time inside the training loop
+        and a second copy of the weights in memory; RUN/model is written once, by `load_best`."""
         from tunesmith.artifacts import replace_dir
 
         staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=run.path))
@@ -94,10 +95,10 @@ class LoRA(Method):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        # a copy is merged, so the model in training keeps its adapter (one extra model copy while saving)
-        run.save_model(copy.deepcopy(model).merge_and_unload(), tokenizer)
 
-    def load_best(self, model, run, default) -> None:
+    def load_best(self, model, run, default, tokenizer):
+        """Load the best adapter, merge it into the base weights in place (no copy) and write the merged
+        model to RUN/model; the merged plain model is returned for the final evaluation."""
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
@@ -108,6 +109,9 @@ class LoRA(Method):
         result = set_peft_model_state_dict(model, state)
         if result.unexpected_keys:
             raise RuntimeError(f"best adapter does not match the model: unexpected {result.unexpected_keys[:3]}")
+        merged = model.merge_and_unload()
+        run.save_model(merged, tokenizer)
+        return merged
 
 
 class DoRA(LoRA):

@@ -16,6 +16,20 @@ class Task:
         counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
         return f"data: {counts} rows"
 
+    def encode_settings(self, tokenizer) -> dict | None:
+        """Everything besides the rows and the tokenizer that changes what `encode` returns, as a JSON-able
+        dict: part of the token cache key (data/token_cache.py). None (the default): never cached, so a new
+        task is cached only once it declares its settings here."""
+        return None
+
+    def encode_extras(self, split: str) -> dict:
+        """JSON-able notes `encode` kept about this split (e.g. token counts for eval.json), saved with the
+        cached features and handed back to `restore_encode_extras` on a cache hit."""
+        return {}
+
+    def restore_encode_extras(self, split: str, extras: dict) -> None:
+        """A cache hit: put back what `encode` would have noted about this split."""
+
     def make_loader(self, dataset, tokenizer, *, batch_size: int, order: str, seed: int = 0):
         """Batches of the encoded data (default: dynamic padding with the tokenizer)."""
         return make_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)

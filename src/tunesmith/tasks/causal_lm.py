@@ -19,10 +19,6 @@ class CausalLMTask(LMTask):
     name = "causal_lm"
     unit = "documents"
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
-        self.stats: dict[str, dict] = {}
-
     def load_data(self):
         self.splits = load_document_splits(self.recipe.data, self.lm, seed=self.recipe.train.seed)
         return self.splits

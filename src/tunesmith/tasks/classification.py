@@ -60,6 +60,11 @@ class ClassificationTask(Task):
             tokenizer, frame["text"].tolist(), pairs, max_length=self.recipe.train.max_length, labels=labels
         )
 
+    def encode_settings(self, tokenizer) -> dict | None:
+        if self.labels is None:
+            return None
+        return {"max_length": self.recipe.train.max_length, "labels": list(self.labels.names)}  # names -> ids
+
     def describe_splits(self, splits) -> str:
         counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
         return f"data: {counts} rows; {len(splits.labels)} labels: {', '.join(splits.labels.names)}"

@@ -72,6 +72,7 @@ class LMTask(Task):
         self.splits = None
         self.before: dict[str, dict] = {}
         self.samples: list[dict] = []
+        self.stats: dict[str, dict] = {}  # per split, what encode counted (eval.json "lm")
         stop = recipe.train.early_stopping
         if "metric" not in stop.model_fields_set and stop.metric == "macro_f1":
             stop.metric = "loss"  # the schema's default is a classification metric
@@ -96,6 +97,16 @@ class LMTask(Task):
                 if candidate is frame:
                     return name
         return "data"  # a file outside the splits (e.g. a new evaluation file)
+
+    def encode_settings(self, tokenizer) -> dict | None:
+        return {"max_length": self.recipe.train.max_length, "block_size": self.block_size}
+
+    def encode_extras(self, split: str) -> dict:
+        return {"stats": self.stats[split]} if split in self.stats else {}
+
+    def restore_encode_extras(self, split: str, extras: dict) -> None:
+        if "stats" in extras:
+            self.stats[split] = extras["stats"]
 
     def make_loader(self, dataset, tokenizer, *, batch_size: int, order: str, seed: int = 0):
         return make_lm_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)

@@ -32,7 +32,6 @@ class SFTTask(LMTask):
     def __init__(self, recipe):
         super().__init__(recipe)
         self.template: str | None = None
-        self.stats: dict[str, dict] = {}
 
     def load_data(self):
         self.splits, columns = load_conversation_splits(self.recipe.data, seed=self.recipe.train.seed)
@@ -49,11 +48,30 @@ class SFTTask(LMTask):
     def chat_template(self, tokenizer) -> str | None:
         return self.template or choose_template(tokenizer, "auto")
 
+    @property
+    def limit(self) -> int:
+        """Tokens kept per conversation: train.max_length (and at most a block when packing)."""
+        return min(self.recipe.train.max_length, self.block_size) if self.lm.packing else self.recipe.train.max_length
+
+    def encode_settings(self, tokenizer) -> dict | None:
+        return {**super().encode_settings(tokenizer), "packing": self.lm.packing,
+                "chat_template": self.chat_template(tokenizer)}
+
+    def restore_encode_extras(self, split: str, extras: dict) -> None:
+        super().restore_encode_extras(split, extras)
+        if split in self.stats:  # the same warning as when the split was encoded
+            self._warn_truncated(split, self.stats[split])
+
+    def _warn_truncated(self, split: str, stats: dict) -> None:
+        truncated, dropped = stats["truncated"], stats["dropped"]
+        if truncated:
+            log.warning("%s: %d of %d conversations are longer than %d tokens and were cut on the right%s",
+                        split, truncated, stats["conversations"], self.limit,
+                        f"; {dropped} kept no answer token and were dropped" if dropped else "")
+
     def encode(self, frame, tokenizer) -> EncodedDataset:
         render = renderer(tokenizer, self.chat_template(tokenizer))
-        limit = self.recipe.train.max_length
-        if self.lm.packing:
-            limit = min(limit, self.block_size)
+        limit = self.limit
         examples, truncated, dropped = [], 0, 0
         for messages in frame["messages"].tolist():
             example = encode_conversation(tokenizer, render, messages)
@@ -68,10 +86,6 @@ class SFTTask(LMTask):
         if not examples:
             raise DataError(f"{split}: no conversation keeps any answer token within train.max_length={limit}; "
                             f"raise train.max_length")
-        if truncated:
-            log.warning("%s: %d of %d conversations are longer than %d tokens and were cut on the right%s",
-                        split, truncated, len(frame), limit,
-                        f"; {dropped} kept no answer token and were dropped" if dropped else "")
         features = pack_examples(examples, self.block_size) if self.lm.packing else examples
         self.stats[split] = {
             "conversations": len(frame), "examples": len(examples), "truncated": truncated, "dropped": dropped,
@@ -79,6 +93,7 @@ class SFTTask(LMTask):
             "answer_tokens": sum(sum(1 for x in e["labels"] if x != IGNORE_INDEX) for e in examples),
             **({"blocks": len(features)} if self.lm.packing else {}),
         }
+        self._warn_truncated(split, self.stats[split])
         return EncodedDataset(features)
 
     def encode_summary(self) -> dict:

@@ -518,8 +518,9 @@ class Checkpointer:
         self._epoch_iteration = getattr(loader, "iteration", None)
         return iter(loader)
 
-    def after_step(self, state: LoopState) -> None:
-        """After optimizer step `state.step` (logged and evaluated): save when due, then honour signals."""
+    def after_step(self, state: LoopState, before_save: Callable[[], None] = lambda: None) -> None:
+        """After optimizer step `state.step` (logged and evaluated): save when due, then honour signals.
+        `before_save` brings `state` up to date first (the loop's pending losses; raises on a NaN loss)."""
         due = (
             (self.spec.every_steps and state.step % self.spec.every_steps == 0)
             or state.batches_in_epoch >= len(self.train_loader)       # epoch end
@@ -527,10 +528,12 @@ class Checkpointer:
             or state.step >= self.plan.total_steps or state.stop_reason is not None  # the last one
         )
         if due:
+            before_save()
             self.save(state)
         if self._hook and self._hook[0] == state.step:
             os.kill(os.getpid(), self._hook[1])
         if self._signal is not None:
+            before_save()
             self.save(state)
             raise TrainingInterrupted(
                 f"stopped by {signal.Signals(self._signal).name} at step {state.step} of {self.plan.total_steps}; "

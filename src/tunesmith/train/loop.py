@@ -10,6 +10,11 @@
 
 Accelerate hides the device, mixed precision and distributed details, so the same loop runs on a
 CPU, one GPU, or under `accelerate launch` / `torchrun`.
+
+A step never waits for the device: losses and token counts stay on it (`Pending`) and are read back
+once per logged step, evaluation or checkpoint, where a NaN/inf loss is also caught, naming the step it
+first appeared at, before anything is saved. Only `train.on_nan: skip` reads each loss at once, since it
+must decide before the backward pass.
 """
 
 from __future__ import annotations
@@ -79,9 +84,14 @@ def train_loop(
     """`checkpoints` (train/checkpoint.py) saves the state after steps and restores the data position;
     `state` is the restored LoopState when resuming."""
     state = state or LoopState()
+    pending = Pending()
     model.train()
     progress = tqdm(total=plan.total_steps, initial=state.step, desc="train", unit="step",
                     disable=not accelerator.is_local_main_process)
+
+    def flush() -> None:  # before anything reads the loss, or saves the weights
+        pending.flush(state, checkpoints)
+
     try:  # the bar is closed on errors too, so an error message starts on its own line
         while state.step < plan.total_steps and state.stop_reason is None:
             state.begin_epoch(len(train_loader))
@@ -89,7 +99,8 @@ def train_loop(
                 state.batches_in_epoch += 1
                 with accelerator.accumulate(model):
                     loss = compute_loss(model, batch)
-                    finite = _check_finite(loss, state, plan, checkpoints, log)  # raises, or skips with on_nan: skip
+                    # train.on_nan: skip reads the loss now (raises past max_nan_skips); stop checks it at flush()
+                    finite = plan.on_nan != "skip" or _skip_if_not_finite(loss, state, plan, checkpoints, log)
                     if finite:
                         accelerator.backward(loss)
                     if accelerator.sync_gradients and plan.max_grad_norm:
@@ -97,16 +108,18 @@ def train_loop(
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 if finite:
-                    state.running_loss += loss.item()
-                    state.running_batches += 1
-                state.samples += len(batch["input_ids"]) * accelerator.num_processes
-                _count_tokens(state, batch, accelerator.num_processes)
+                    pending.add_loss(loss, state)
+                n = accelerator.num_processes
+                state.samples += len(batch["input_ids"]) * n
+                state.padded_tokens += batch["input_ids"].numel() * n
+                pending.add_tokens(batch, n)
                 if not accelerator.sync_gradients:
                     continue
                 schedule.step()
                 state.step += 1
                 progress.update(1)
                 if state.step % plan.log_every == 0 or state.step == plan.total_steps:
+                    flush()
                     record = {"type": "train", "step": state.step, "epoch": _epoch(state, plan),
                               "loss": state.running_loss / state.running_batches if state.running_batches else None,
                               "lr": schedule.get_last_lr()[0],
@@ -115,16 +128,48 @@ def train_loop(
                     progress.set_postfix(loss=f"{record['loss']:.4f}" if record["loss"] is not None else "skipped")
                     log(record)
                 if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
+                    flush()
                     _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log)
                 if checkpoints:
-                    checkpoints.after_step(state)  # saves when due; stops here after SIGINT/SIGTERM
+                    checkpoints.after_step(state, before_save=flush)  # saves when due; stops after SIGINT/SIGTERM
                 if state.step >= plan.total_steps or state.stop_reason:
                     break
+        flush()
     finally:
         progress.close()
     if state.stop_reason is None:
         state.stop_reason = f"finished the budget of {plan.total_steps} steps ({_epoch(state, plan):g} epochs)"
     return state
+
+
+class Pending:
+    """Losses and real-token counts of the steps since the last flush, kept on the device (no sync per step)."""
+
+    def __init__(self):
+        self.losses: list[torch.Tensor] = []
+        self.where: list[tuple[int, int, int]] = []  # (step, epoch, batch) of each loss, for error messages
+        self.tokens: torch.Tensor | int = 0
+
+    def add_loss(self, loss: torch.Tensor, state: LoopState) -> None:
+        self.losses.append(loss.detach().float().reshape(()))
+        self.where.append((state.step + 1, state.epoch, state.batches_in_epoch))
+
+    def add_tokens(self, batch, processes: int) -> None:
+        mask = batch.get("attention_mask")
+        self.tokens = self.tokens + (mask.sum() if mask is not None else batch["input_ids"].numel()) * processes
+
+    def flush(self, state: LoopState, checkpoints) -> None:
+        """Fold into `state` (one read from the device); a NaN/inf loss raises, naming where it appeared."""
+        if not self.losses and isinstance(self.tokens, int):
+            return
+        losses = torch.stack(self.losses).tolist() if self.losses else []  # waits for the device once
+        state.tokens += int(self.tokens)
+        where, self.losses, self.where, self.tokens = self.where, [], [], 0
+        for value, (step, epoch, batch) in zip(losses, where):
+            if not math.isfinite(value):
+                raise TrainingError(_nan_message(value, step, epoch, batch, checkpoints))
+        state.running_loss += sum(losses)
+        state.running_batches += len(losses)
 
 
 def _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log) -> None:
@@ -147,34 +192,29 @@ def _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log) -> None:
     state.stop_reason = stopper.reason
 
 
-def _count_tokens(state: LoopState, batch, processes: int) -> None:
-    mask = batch.get("attention_mask")
-    ids = batch["input_ids"]
-    state.padded_tokens += ids.numel() * processes
-    state.tokens += (int(mask.sum()) if mask is not None else ids.numel()) * processes
-
-
-def _check_finite(loss: torch.Tensor, state: LoopState, plan: LoopPlan, checkpoints, log) -> bool:
-    """True for a finite loss. A NaN/inf one stops the run (naming the step and the last good checkpoint), or
-    with train.on_nan: skip, the batch is skipped (no gradient from it), counted and logged."""
+def _skip_if_not_finite(loss: torch.Tensor, state: LoopState, plan: LoopPlan, checkpoints, log) -> bool:
+    """train.on_nan: skip. True for a finite loss; a NaN/inf one is skipped (no gradient from it), counted
+    and logged, up to train.max_nan_skips; one more stops the run."""
     if torch.isfinite(loss.detach()).all():
         return True
     step, value = state.step + 1, loss.detach().float().mean().item()
-    saved = checkpoints.last_good() if checkpoints else "the best model so far is kept in the run directory"
-    if plan.on_nan == "skip" and state.nan_skipped < plan.max_nan_skips:
+    if state.nan_skipped < plan.max_nan_skips:
         state.nan_skipped += 1
         log({"type": "skip", "step": step, "epoch": state.epoch, "batch": state.batches_in_epoch,
              "reason": f"loss is {value}", "skipped": state.nan_skipped})
         return False
-    if plan.on_nan == "skip":
-        raise TrainingError(
-            f"the training loss was not finite in {state.nan_skipped + 1} batches, more than train.max_nan_skips "
-            f"({plan.max_nan_skips}); the last at step {step} (epoch {state.epoch}); {saved}. Lower train.lr, "
-            f"set train.max_grad_norm, or check the data")
+    saved = checkpoints.last_good() if checkpoints else "the best model so far is kept in the run directory"
     raise TrainingError(
-        f"the training loss became {value} at step {step} (epoch {state.epoch}, batch {state.batches_in_epoch}); "
-        f"{saved}. Lower train.lr, set train.max_grad_norm, check the data, or skip such batches with "
-        f"train.on_nan: skip")
+        f"the training loss was not finite in {state.nan_skipped + 1} batches, more than train.max_nan_skips "
+        f"({plan.max_nan_skips}); the last at step {step} (epoch {state.epoch}); {saved}. Lower train.lr, "
+        f"set train.max_grad_norm, or check the data")
+
+
+def _nan_message(value: float, step: int, epoch: int, batch: int, checkpoints) -> str:
+    saved = checkpoints.last_good() if checkpoints else "the best model so far is kept in the run directory"
+    return (f"the training loss became {value} at step {step} (epoch {epoch}, batch {batch}); "
+            f"{saved}. Lower train.lr, set train.max_grad_norm, check the data, or skip such batches with "
+            f"train.on_nan: skip")
 
 
 def _epoch(state: LoopState, plan: LoopPlan) -> float:
