@@ -2,7 +2,9 @@
 
 Same model, the same packed 256-token blocks (built once by tunesmith's causal_lm task and handed to
 both), same LoRA (r 8, alpha 16, dropout 0.05, q_proj/v_proj), same optimizer settings and number of
-steps; each contender in its own process (clean peak-memory figure).
+steps, bf16 autocast for both where the hardware has it (tunesmith's `precision: auto`); each contender in
+its own process (clean peak-memory figure). The validation loss of both comes from the same evaluation code,
+in fp32.
 
     python benchmarks/causal_speed.py                 # 30 steps of batch 4 x 256 tokens
     python benchmarks/causal_speed.py --quick         # 6 steps: a smoke run
@@ -42,7 +44,7 @@ def run_tunesmith(model: str, steps: int, out: Path, block: int) -> dict:
     result = finetune(validate_recipe(recipe_dict(model, steps, out, block)), echo=lambda *a: None)
     timing = result["timing"]
     return {"train_s": timing["train_s"], "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
-            "val_loss": result["validation"]["loss"]}
+            "val_loss": result["validation"]["loss"], "precision": result["environment"]["precision"]}
 
 
 def run_trainer(model_name: str, steps: int, out: Path, block: int) -> dict:
@@ -53,6 +55,7 @@ def run_trainer(model_name: str, steps: int, out: Path, block: int) -> dict:
     from tunesmith.models import resolve_model
     from tunesmith.recipe import validate_recipe
     from tunesmith.tasks import make_task
+    from tunesmith.train.precision import auto_uses_bf16, make_accelerator
 
     task = make_task(validate_recipe(recipe_dict(model_name, steps, out, block)))
     splits = task.load_data()
@@ -67,15 +70,20 @@ def run_trainer(model_name: str, steps: int, out: Path, block: int) -> dict:
         output_dir=str(out), per_device_train_batch_size=4, per_device_eval_batch_size=8, learning_rate=2e-4,
         max_steps=steps, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, seed=0,
         eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(), bf16=auto_uses_bf16(), dataloader_num_workers=0,
         include_num_input_tokens_seen="all",
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=valid,
                       data_collator=collate)
     output = trainer.train()
     tokens = int(trainer.state.num_input_tokens_seen)
+    # validation loss with tunesmith's evaluation code, in fp32 as tunesmith's final evaluation runs
+    trained = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    accelerator = make_accelerator("fp32")
+    loader = accelerator.prepare(task.make_loader(valid_ds, tokenizer, batch_size=8, order="by_length"))
+    val_loss = task.evaluate(trained, loader, accelerator, desc="validation")["loss"]
     return {"train_s": output.metrics["train_runtime"], "tokens": tokens, "padded_tokens": tokens,
-            "val_loss": trainer.evaluate()["eval_loss"]}
+            "val_loss": val_loss, "precision": "bf16" if args.bf16 else "fp32"}
 
 
 def contender_main(args) -> None:

@@ -43,11 +43,14 @@ def peak_rss_mb() -> float:
 
 
 def gemm_peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """Achievable fp32 matmul FLOP/s on this machine, measured now (the ceiling for 'achieved FLOP/s')."""
+    """Achievable matmul FLOP/s on this machine, measured now (the ceiling for 'achieved FLOP/s'), in the
+    precision `precision: auto` trains in: bf16 where the GPU or CPU has it natively, else fp32."""
     import torch
 
+    from tunesmith.train.precision import auto_uses_bf16
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if auto_uses_bf16() else torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b

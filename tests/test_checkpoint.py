@@ -206,3 +206,27 @@ def test_tied_weights_are_stored_once_and_restored():
     assert torch.equal(target.head.weight, source.embed.weight) and target.head.weight is target.embed.weight
     with pytest.raises(CheckpointError, match="do not fit this model"):
         load_model_tensors(torch.nn.Linear(3, 5), tensors, "ckpt")
+
+
+def test_frozen_weights_are_left_out_and_the_trainable_ones_restored():
+    """A LoRA/BitFit/freeze checkpoint holds the trainable weights and buffers, not a copy of the frozen model."""
+    torch.manual_seed(0)
+
+    def model():
+        net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+        net[0].requires_grad_(False)
+        return net
+
+    source, target = model(), model()
+    target[0].load_state_dict(source[0].state_dict())  # the same pretrained frozen layer
+    with torch.no_grad():
+        source[2].weight.add_(1.0)
+        source[1].running_mean.add_(0.5)
+    tensors = model_tensors(source)
+    assert "0.weight" not in tensors and "0.bias" not in tensors
+    assert {"2.weight", "2.bias", "1.weight", "1.running_mean", "1.num_batches_tracked"} <= set(tensors)
+    load_model_tensors(target, tensors, "ckpt")
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(CheckpointError, match=r"missing \['2.bias'"):
+        load_model_tensors(model(), {k: v for k, v in tensors.items() if k != "2.bias"}, "ckpt")

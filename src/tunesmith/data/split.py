@@ -6,7 +6,6 @@ import math
 from numbers import Real
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from tunesmith.errors import DataError
 
@@ -36,6 +35,8 @@ def split_frame(
     if n_rows < 2 or n_held >= n_rows:
         raise DataError(f"cannot hold out {fraction:g} of {n_rows} rows and keep any for training; "
                         f"add rows or lower the fraction")
+    from sklearn.model_selection import train_test_split  # here: scikit-learn is ~40 MB in memory
+
     strata = _strata(df, n_held, label_column) if stratify else None
     train, held = train_test_split(df, test_size=n_held, random_state=seed, shuffle=True, stratify=strata)
     return train.reset_index(drop=True), held.reset_index(drop=True)

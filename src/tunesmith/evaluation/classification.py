@@ -4,13 +4,6 @@ confusion matrix, and (binary, given probabilities) PR-AUC of the positive class
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
 # Metrics that early stopping may watch; "loss" is minimised, the others maximised.
 # pr_auc exists for binary tasks only (PR-AUC of the positive class).
@@ -21,6 +14,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[s
                            probs: np.ndarray | None = None, positive: int | None = None) -> dict:
     """Metrics of predicted ids `y_pred`; with N x C `probs` of a binary task and the `positive`
     class id, also `pr_auc` (average precision of the positive class; NaN when y_true has none)."""
+    # imported here: scikit-learn costs ~40 MB of memory in every process, language-model runs included
+    from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
+                                 precision_recall_fscore_support)
+
     labels = list(range(len(names)))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0

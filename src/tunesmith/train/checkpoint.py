@@ -1,7 +1,9 @@
 """Checkpoints: everything needed to continue a run exactly where it stopped.
 
     RUN/checkpoints/step-00000042/
-        model.safetensors   the model's state_dict (weights tied to another are stored once)
+        model.safetensors   the model's state_dict (weights tied to another are stored once); when the method
+                            freezes weights (LoRA, BitFit, freeze), only the trainable ones and the buffers:
+                            the frozen ones are the pretrained weights, loaded again on resume
         state.safetensors   every other tensor: optimizer moments, torch / CUDA / data-order RNG states
         state.json          the rest: loop state and evaluation history, early stopping, scheduler, optimizer
                             hyper-parameters, python and numpy RNG states, the position inside the epoch,
@@ -291,11 +293,14 @@ def _hashable(key: Any) -> Any:
 
 
 def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict with each shared tensor (tied weights) kept once, under its first name."""
+    """The state_dict with each shared tensor (tied weights) kept once, under its first name, and without the
+    frozen parameters: they never change, and resuming rebuilds the model from the same pretrained weights
+    (a LoRA checkpoint holds the adapter, a few MB, not a copy of the whole model)."""
     kept, seen = {}, set()
+    frozen = {name for name, param in model.named_parameters(remove_duplicate=False) if not param.requires_grad}
     for name, tensor in model.state_dict().items():
         key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if tensor.numel() and key in seen:
+        if name in frozen or (tensor.numel() and key in seen):
             continue
         seen.add(key)
         kept[name] = tensor.detach().to("cpu").contiguous()
