@@ -126,6 +126,9 @@ def main() -> None:
     summary = {"steps": steps, "tokens_per_s_ratio": round(ours["tokens_per_s"] / peer["tokens_per_s"], 2),
                "peak_rss_ratio": round(ours["peak_rss_mb"] / peer["peak_rss_mb"], 2),
                "val_loss_delta": round(ours["val_loss"] - peer["val_loss"], 4)}
+    summary["targets"] = {  # the target: tokens/s >= Trainer + PEFT, with peak memory no higher
+        "tokens/s >= Trainer+PEFT": "met" if summary["tokens_per_s_ratio"] >= 1 else "missed",
+        "peak memory <= Trainer+PEFT": "met" if ours["peak_rss_mb"] <= peer["peak_rss_mb"] else "missed"}
     print(json.dumps(summary), flush=True)
     if args.json:
         args.json.write_text(json.dumps({"results": results, **summary}, indent=2))

@@ -160,13 +160,29 @@ def summarize(results: dict, n_train: int, target: float) -> dict:
     for result in results.values():
         result["time_to_target_s"] = time_to(result["curve"], target)
     ours = results["tunesmith"]
-    return {"n_train": n_train, "target": target, "ratios": {
+    summary = {"n_train": n_train, "target": target, "ratios": {
         peer: {"speedup_train_s": round(results[peer]["train_s"] / ours["train_s"], 2),
                "speedup_time_to_target": (round(results[peer]["time_to_target_s"] / ours["time_to_target_s"], 2)
                                           if results[peer]["time_to_target_s"] and ours["time_to_target_s"] else None),
                "accuracy_delta": round(ours["accuracy"] - results[peer]["accuracy"], 4),
                "peak_rss_ratio": round(ours["peak_rss_mb"] / results[peer]["peak_rss_mb"], 2)}
         for peer in ("trainer_default", "trainer_tuned")}}
+    summary["targets"] = verdicts(summary["ratios"])
+    return summary
+
+
+def verdicts(ratios: dict) -> dict:
+    """The issue's targets, met or missed: >= 3x the run_glue-default Trainer to the same accuracy (within 0.5
+    point; time to `target`, else the epoch's training time), >= 1.2x the tuned Trainer's throughput at equal
+    accuracy (within 0.5 point, or better)."""
+    default, tuned = ratios["trainer_default"], ratios["trainer_tuned"]
+    default_speedup = default["speedup_time_to_target"] or default["speedup_train_s"]
+    return {
+        ">=3x run_glue-default Trainer at equal accuracy": "met" if default_speedup >= 3 and
+        default["accuracy_delta"] >= -0.005 else "missed",
+        ">=1.2x tuned Trainer throughput at equal accuracy": "met" if tuned["speedup_train_s"] >= 1.2 and
+        tuned["accuracy_delta"] >= -0.005 else "missed",
+    }
 
 
 def main() -> None:
