@@ -60,13 +60,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", default="minilm", help="packaged name or local directory")
+    parser.add_argument("--train", type=Path, help="an SST-2 TSV (default: the 8,000-row subset of ../shared)")
     args = parser.parse_args()
 
     import pandas as pd
 
-    train, _ = sst2_subset(Path(tempfile.mkdtemp(prefix="profile-data-")), 8000)
+    train = args.train or sst2_subset(Path(tempfile.mkdtemp(prefix="profile-data-")), 8000)[0]
     frame = pd.read_csv(train, sep="\t", quoting=3)
-    model, tokenizer = load_for_classification(resolve_model("minilm"), num_labels=2, id2label={0: "0", 1: "1"},
+    model, tokenizer = load_for_classification(resolve_model(args.model), num_labels=2, id2label={0: "0", 1: "1"},
                                                label2id={"0": 0, "1": 1})
     dataset = encode_texts(tokenizer, frame["sentence"].tolist(), max_length=128, labels=frame["label"].tolist())
     loader = make_loader(dataset, tokenizer, batch_size=32, order="grouped", seed=0)
@@ -89,26 +91,33 @@ def main() -> None:
     for _ in range(args.warmup):
         step()
     shapes = []
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
         for _ in range(args.steps):
             shapes.append(step())
+        if cuda:
+            torch.cuda.synchronize()
     events = prof.key_averages()
-    # self CPU time of every operator (no double counting of nested calls), summed by kind
+    # self time of every operator (no double counting of nested calls), summed by kind: CPU time on a CPU,
+    # GPU kernel time on a GPU (the CPU side there is launch overhead)
     by_kind: dict[str, float] = defaultdict(float)
     top = []
     for event in events:
-        self_ms = event.self_cpu_time_total / 1000 / args.steps
+        self_us = event.self_device_time_total if cuda else event.self_cpu_time_total
+        self_ms = self_us / 1000 / args.steps
         by_kind[kind_of(event.key)] += self_ms
         top.append((self_ms, event.key))
     total = sum(by_kind.values())
     rows = sorted(by_kind.items(), key=lambda kv: -kv[1])
     mean_len = sum(s[1] for s in shapes) / len(shapes)
     print(f"precision {accelerator.mixed_precision}, {args.steps} steps, batch 32 x {mean_len:.1f} tokens on "
-          f"average, {torch.get_num_threads()} threads: {total:.1f} ms of operator time per step\n")
+          f"average, {'GPU kernel' if cuda else f'{torch.get_num_threads()} threads, CPU'} time: {total:.1f} ms of "
+          f"operator time per step\n")
     print("| where | ms per step | share |\n|---|---|---|")
     for kind, ms in rows:
         print(f"| {kind} | {ms:.1f} | {100 * ms / total:.0f}% |")
-    print("\ntop operators (self CPU ms per step):")
+    print("\ntop operators (self ms per step):")
     for ms, name in sorted(top, reverse=True)[:15]:
         print(f"  {ms:7.2f}  {name}")
     if args.json:
