@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import torch
@@ -32,8 +33,8 @@ def test_auto_uses_bf16_on_a_cpu_that_computes_it_natively(monkeypatch, flags, e
 
 
 def test_bf16_then_fp32_runs_in_one_process(tiny_bert_dir, tmp_path):
-    """Accelerate's process-wide state would refuse the second precision; the final numbers of a bf16 run are
-    fp32 ones, exactly what `tunesmith evaluate` gives for its saved model."""
+    """Accelerate's process-wide state would refuse the second precision; a bf16 run trains in bf16 autocast but
+    evaluates in fp32, so its numbers are exactly what `tunesmith evaluate` gives for its saved model."""
     train = write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=5))
     validation = write_csv(tmp_path / "validation.csv", sentiment_rows(24, seed=6))
     results = {}
@@ -45,6 +46,10 @@ def test_bf16_then_fp32_runs_in_one_process(tiny_bert_dir, tmp_path):
     again = TrainedRun(tmp_path / "bf16").evaluate_file(str(validation))
     assert again["loss"] == pytest.approx(results["bf16"]["validation"]["loss"], abs=1e-6)  # other batch shapes
     assert again["accuracy"] == results["bf16"]["validation"]["accuracy"]
+    # evaluations during training are fp32 too: the best one equals the final pass over the reloaded best weights
+    records = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    best = [r for r in records if r["type"] == "eval" and not r.get("final") and r["is_best"]][-1]
+    assert best["loss"] == pytest.approx(results["bf16"]["validation"]["loss"], abs=1e-7)
     # bf16 autocast really changed the arithmetic: the two runs' losses differ, though not by much
     bf16, fp32 = results["bf16"]["validation"]["loss"], results["fp32"]["validation"]["loss"]
     assert bf16 != fp32 and bf16 == pytest.approx(fp32, abs=0.05)

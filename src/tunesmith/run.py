@@ -77,6 +77,10 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
     model, optimizer, train_loader, *loaders = accelerator.prepare(model, optimizer, train_loader,
                                                                    *eval_loaders.values())
     eval_loaders = dict(zip(eval_loaders, loaders))
+    # mixed precision covers the training forward only (the loop enters accelerator.autocast()): every
+    # evaluation - before, during and after training, and `tunesmith evaluate` - runs in fp32, so their
+    # numbers compare with each other
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
     # 5. train; the best model by the chosen metric is saved each time it improves
     run = RunDir(recipe.output)
@@ -108,10 +112,7 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
 
     # 6. reload the best weights, evaluate on every held-out split, write the results
     accelerator.wait_for_everyone()
-    # the final numbers are fp32, as `tunesmith evaluate` / `predict` give them (evaluations during training
-    # ran in the training precision); a LoRA model comes back merged, as RUN/model holds it
-    model = method.load_best(accelerator.unwrap_model(model, keep_fp32_wrapper=False), run, _load_best_weights,
-                             tokenizer)
+    model = method.load_best(accelerator.unwrap_model(model), run, _load_best_weights, tokenizer)  # LoRA: merged
     hooks.tune_threshold(model, eval_loaders["validation"], accelerator, run)  # binary: imbalance.threshold.tune
     final = {name: task.evaluate(model, loader, accelerator, desc=name) for name, loader in eval_loaders.items()}
     for name, metrics in final.items():

@@ -100,7 +100,7 @@ class ClassificationTask(Task):
         if loss_fn is None:
             return model(**batch).loss
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return loss_fn(model(**inputs).logits, batch["labels"])
+        return loss_fn(model(**inputs).logits.float(), batch["labels"])  # bf16 logits under autocast
 
     def metric_mode(self, name: str) -> str:
         return metric_mode(name)

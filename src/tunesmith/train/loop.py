@@ -98,7 +98,8 @@ def train_loop(
             for batch in checkpoints.batches(train_loader, state) if checkpoints else train_loader:
                 state.batches_in_epoch += 1
                 with accelerator.accumulate(model):
-                    loss = compute_loss(model, batch)
+                    with accelerator.autocast():  # bf16 under train.precision bf16 (or auto on such hardware)
+                        loss = compute_loss(model, batch)
                     # train.on_nan: skip reads the loss now (raises past max_nan_skips); stop checks it at flush()
                     finite = plan.on_nan != "skip" or _skip_if_not_finite(loss, state, plan, checkpoints, log)
                     if finite:

@@ -5,6 +5,10 @@ hardware computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX5
 it trains in fp32. On the reference CPU (AVX512-BF16, 2 cores) bf16 autocast made a MiniLM step 1.2-1.4x
 faster at every sequence length measured (6 to 60 tokens) for the same dev accuracy; see
 docs/benchmarks.md. `precision: fp32` / `bf16` force one or the other.
+
+Autocast covers the training forward pass only (train/loop.py enters `accelerator.autocast()`); every
+evaluation runs in fp32, so the numbers before, during and after training and those of `tunesmith evaluate`
+compare with each other.
 """
 
 from __future__ import annotations
