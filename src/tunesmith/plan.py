@@ -367,7 +367,7 @@ def measure(recipe, steps: int) -> dict:
     from tunesmith.models import resolve_model
     from tunesmith.tasks import make_task
     from tunesmith.train.optim import build_optimizer
-    from tunesmith.train.precision import make_accelerator
+    from tunesmith.train.precision import make_accelerator, prepare_for_training
 
     settings = recipe.train
     task = make_task(recipe)
@@ -379,7 +379,7 @@ def measure(recipe, steps: int) -> dict:
     model, method = apply_method(model, recipe.method)
     accelerator = make_accelerator(settings.precision)
     optimizer = build_optimizer(model, settings)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = prepare_for_training(accelerator, model, optimizer)  # fp32 evaluations, as a run
     load_s = time.perf_counter() - started
     loader_for = task.make_loader
     rng = np.random.default_rng(settings.seed)
@@ -433,7 +433,8 @@ def measure(recipe, steps: int) -> dict:
     for i, batch in enumerate([longest, *timed]):
         sync()
         t0 = time.perf_counter()
-        loss = task.compute_loss(model, batch)
+        with accelerator.autocast():  # as the run's training step
+            loss = task.compute_loss(model, batch)
         accelerator.backward(loss)
         if settings.max_grad_norm:
             accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)

@@ -27,7 +27,7 @@ from tunesmith.tasks import make_task
 from tunesmith.train.checkpoint import Checkpointer, finished_result
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
-from tunesmith.train.precision import make_accelerator
+from tunesmith.train.precision import make_accelerator, prepare_for_training
 from tunesmith.train.stopping import EarlyStopper
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
 
@@ -74,13 +74,11 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
     plan = plan_steps(len(train_loader), settings)
     optimizer = build_optimizer(model, settings)
     schedule = build_schedule(optimizer, settings, plan.total_steps)
-    model, optimizer, train_loader, *loaders = accelerator.prepare(model, optimizer, train_loader,
-                                                                   *eval_loaders.values())
+    # mixed precision covers the training forward only: every evaluation (before, during and after training,
+    # and `tunesmith evaluate`) runs in fp32, so their numbers compare
+    model, optimizer, train_loader, *loaders = prepare_for_training(accelerator, model, optimizer, train_loader,
+                                                                    *eval_loaders.values())
     eval_loaders = dict(zip(eval_loaders, loaders))
-    # mixed precision covers the training forward only (the loop enters accelerator.autocast()): every
-    # evaluation - before, during and after training, and `tunesmith evaluate` - runs in fp32, so their
-    # numbers compare with each other
-    accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
     # 5. train; the best model by the chosen metric is saved each time it improves
     run = RunDir(recipe.output)

@@ -6,9 +6,9 @@ it trains in fp32. On the reference CPU (AVX512-BF16, 2 cores) bf16 autocast mad
 faster at every sequence length measured (6 to 60 tokens) for the same dev accuracy; see
 docs/benchmarks.md. `precision: fp32` / `bf16` force one or the other.
 
-Autocast covers the training forward pass only (train/loop.py enters `accelerator.autocast()`); every
-evaluation runs in fp32, so the numbers before, during and after training and those of `tunesmith evaluate`
-compare with each other.
+Autocast covers the training forward pass only (`prepare_for_training` keeps it off the model's forward, and
+the training step enters `accelerator.autocast()`); every evaluation runs in fp32, so the numbers before,
+during and after training and those of `tunesmith evaluate` compare with each other.
 """
 
 from __future__ import annotations
@@ -50,3 +50,11 @@ def make_accelerator(precision: str = "fp32", **kwargs):
 
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=mixed_precision(precision), **kwargs)
+
+
+def prepare_for_training(accelerator, model, *objects):
+    """`accelerator.prepare(model, *objects)`, with mixed precision kept off the model's forward pass: the
+    training step enters `accelerator.autocast()` itself (train/loop.py, plan.py), so evaluations run in fp32."""
+    prepared = accelerator.prepare(model, *objects)
+    accelerator.unwrap_model(prepared[0] if objects else prepared, keep_fp32_wrapper=False)  # drops the wrapper
+    return prepared
