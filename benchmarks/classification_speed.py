@@ -27,13 +27,6 @@ from common import emit, gemm_peak_flops, peak_rss_mb, run_contender, sst2_subse
 HYPER = {"batch_size": 32, "lr": 5e-5, "epochs": 1, "max_length": 128, "weight_decay": 0.01, "seed": 0}
 
 
-def use_bf16() -> bool:
-    """The tuned Trainer uses bf16 wherever the hardware has it (a CPU with AVX512-BF16 too)."""
-    from tunesmith.train.precision import auto_uses_bf16
-
-    return auto_uses_bf16()
-
-
 def run_tunesmith(model: str, train: Path, dev: Path, out: Path, eval_every: int | None,
                   precision: str = "auto") -> dict:
     from tunesmith.recipe import validate_recipe
@@ -71,6 +64,7 @@ def run_trainer(model_name: str, train: Path, dev: Path, out: Path, tuned: bool,
                               Trainer, TrainerCallback, TrainingArguments)
 
     from tunesmith.models import resolve_model
+    from tunesmith.train.precision import auto_uses_bf16
 
     model_dir = resolve_model(model_name)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -84,7 +78,7 @@ def run_trainer(model_name: str, train: Path, dev: Path, out: Path, tuned: bool,
         return [{**{k: enc[k][i] for k in enc}, "labels": int(label)} for i, label in enumerate(frame["label"])]
 
     train_ds, dev_ds = encode(train), encode(dev)
-    bf16 = tuned and use_bf16()
+    bf16 = tuned and auto_uses_bf16()  # bf16 wherever the hardware has it (a CPU with AVX512-BF16 too)
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=HYPER["batch_size"], per_device_eval_batch_size=64,
         learning_rate=HYPER["lr"], num_train_epochs=HYPER["epochs"], weight_decay=HYPER["weight_decay"],

@@ -42,7 +42,9 @@ from typing import Callable
 
 import numpy as np
 
+from tunesmith.artifacts import os_reason
 from tunesmith.data.encode import EncodedDataset
+from tunesmith.models import _one_line
 
 log = logging.getLogger("tunesmith.data")
 
@@ -286,8 +288,8 @@ class TokenCache:
             with np.load(path, allow_pickle=False) as archive:
                 return from_arrays(archive, key)
         except Exception as exc:  # noqa: BLE001 - any damage (truncated zip, bad header, ...) means re-encoding
-            self.echo(f"warning: tokenized cache file {path} is unreadable ({type(exc).__name__}: "
-                      f"{_one_line(exc)}); tokenizing again and rewriting it")
+            self.echo(f"warning: tokenized cache file {path} is unreadable ({_one_line(exc)}); "
+                      f"tokenizing again and rewriting it")
             return None
 
     def save(self, path: Path, key: str, dataset, extras: dict) -> bool:
@@ -311,7 +313,7 @@ class TokenCache:
             tmp = None
         except OSError as exc:
             self.writable = False
-            self.echo(f"warning: tokenized cache not written to {self.directory} ({_one_line(exc)}); "
+            self.echo(f"warning: tokenized cache not written to {self.directory} ({os_reason(exc)}); "
                       f"going on without it")
             return False
         finally:
@@ -323,17 +325,13 @@ class TokenCache:
         return True
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def cached_encode(task, split: str, frame, tokenizer, cache: TokenCache) -> EncodedDataset:
     """`task.encode(frame, tokenizer)`, read from `cache` when this data, tokenizer and settings were encoded
     before (the task's encode extras restored too), else encoded and written there."""
     try:
         key = cache.key(task, frame, tokenizer)
     except Exception as exc:  # noqa: BLE001 - the cache must never fail a run: encode as without it
-        cache.echo(f"warning: tokenized cache not used for {split} ({type(exc).__name__}: {_one_line(exc)})")
+        cache.echo(f"warning: tokenized cache not used for {split} ({_one_line(exc)})")
         key = None
     if key is None:
         return task.encode(frame, tokenizer)

@@ -204,18 +204,21 @@ def _skip_if_not_finite(loss: torch.Tensor, state: LoopState, plan: LoopPlan, ch
         log({"type": "skip", "step": step, "epoch": state.epoch, "batch": state.batches_in_epoch,
              "reason": f"loss is {value}", "skipped": state.nan_skipped})
         return False
-    saved = checkpoints.last_good() if checkpoints else "the best model so far is kept in the run directory"
     raise TrainingError(
         f"the training loss was not finite in {state.nan_skipped + 1} batches, more than train.max_nan_skips "
-        f"({plan.max_nan_skips}); the last at step {step} (epoch {state.epoch}); {saved}. Lower train.lr, "
-        f"set train.max_grad_norm, or check the data")
+        f"({plan.max_nan_skips}); the last at step {step} (epoch {state.epoch}); {_saved(checkpoints)}. "
+        f"Lower train.lr, set train.max_grad_norm, or check the data")
 
 
 def _nan_message(value: float, step: int, epoch: int, batch: int, checkpoints) -> str:
-    saved = checkpoints.last_good() if checkpoints else "the best model so far is kept in the run directory"
     return (f"the training loss became {value} at step {step} (epoch {epoch}, batch {batch}); "
-            f"{saved}. Lower train.lr, set train.max_grad_norm, check the data, or skip such batches with "
-            f"train.on_nan: skip")
+            f"{_saved(checkpoints)}. Lower train.lr, set train.max_grad_norm, check the data, or skip such "
+            f"batches with train.on_nan: skip")
+
+
+def _saved(checkpoints) -> str:
+    """What a stopped run still has, for error messages."""
+    return checkpoints.last_good() if checkpoints else "the best model so far is kept in the run directory"
 
 
 def _epoch(state: LoopState, plan: LoopPlan) -> float:
