@@ -38,8 +38,8 @@ def recipe_dict(model: str, steps: int, out: Path, block: int = 256) -> dict:
 
 
 def run_tunesmith(model: str, steps: int, out: Path, block: int) -> dict:
-    from tunesmith.recipe import validate_recipe
-    from tunesmith.run import finetune
+    from tunesmith.config.recipe import validate_recipe
+    from tunesmith.recipes.finetune import finetune
 
     result = finetune(validate_recipe(recipe_dict(model, steps, out, block)), echo=lambda *a: None)
     timing = result["timing"]
@@ -53,7 +53,7 @@ def run_trainer(model_name: str, steps: int, out: Path, block: int) -> dict:
     from transformers import Trainer, TrainingArguments
 
     from tunesmith.models import resolve_model
-    from tunesmith.recipe import validate_recipe
+    from tunesmith.config.recipe import validate_recipe
     from tunesmith.tasks import make_task
     from tunesmith.train.precision import auto_uses_bf16, make_accelerator
 

@@ -29,8 +29,8 @@ HYPER = {"batch_size": 32, "lr": 5e-5, "epochs": 1, "max_length": 128, "weight_d
 
 def run_tunesmith(model: str, train: Path, dev: Path, out: Path, eval_every: int | None,
                   precision: str = "auto") -> dict:
-    from tunesmith.recipe import validate_recipe
-    from tunesmith.run import finetune
+    from tunesmith.config.recipe import validate_recipe
+    from tunesmith.recipes.finetune import finetune
 
     recipe = validate_recipe({
         "model": model,

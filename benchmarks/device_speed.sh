@@ -24,7 +24,7 @@ save_file({k: v.float() if v.is_floating_point() else v for k, v in weights.item
           metadata={"format": "pt"})
 print("torch", torch.__version__, "transformers", transformers.__version__, "accelerate", accelerate.__version__,
       "cuda", torch.cuda.is_available())
-import tunesmith.run  # noqa: F401 - the whole import chain works here
+import tunesmith.recipes.finetune  # noqa: F401 - the whole import chain works here
 PY
 {
   timeout ${BENCH_LIMIT:-420} python3 benchmarks/classification_speed.py --model /tmp/minilm \

@@ -92,7 +92,7 @@ def _counts(frame) -> dict:
 # --- one run ------------------------------------------------------------------------------------
 
 def recipe_for(job: dict) -> dict:
-    from tunesmith.recipe import Recipe
+    from tunesmith.config.recipe import Recipe
 
     raw = {
         "model": job["model"],
@@ -118,8 +118,8 @@ def run_one(job: dict) -> dict:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    from tunesmith.recipe import validate_recipe
-    from tunesmith.run import finetune
+    from tunesmith.config.recipe import validate_recipe
+    from tunesmith.recipes.finetune import finetune
 
     started = time.perf_counter()
     result = finetune(validate_recipe(recipe_for(job)), echo=lambda *a: None)

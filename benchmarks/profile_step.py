@@ -51,7 +51,7 @@ def main() -> None:
 
     from tunesmith.data.encode import encode_texts, make_loader
     from tunesmith.models import load_for_classification, resolve_model
-    from tunesmith.recipe import TrainSpec
+    from tunesmith.config.recipe import TrainSpec
     from tunesmith.train.optim import build_optimizer
     from tunesmith.train.precision import make_accelerator
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tunesmith.cli import main
 from tunesmith.errors import RecipeError
-from tunesmith.recipe import load_recipe, validate_recipe
+from tunesmith.config.recipe import load_recipe, validate_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

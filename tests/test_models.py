@@ -284,7 +284,7 @@ def test_corrupt_directory_is_one_line_model_error(tiny_bert_dir, tmp_path, dama
 def tiny_gguf_loader(monkeypatch, tiny_llama_dir):
     """Make convert_gguf load the tiny Llama instead of a real GGUF file."""
     def fake_load_gguf(path):
-        with models._quiet_transformers():  # as quiet as the real loader
+        with models.quiet_transformers():  # as quiet as the real loader
             return (AutoModelForCausalLM.from_pretrained(tiny_llama_dir, local_files_only=True),
                     AutoTokenizer.from_pretrained(tiny_llama_dir, local_files_only=True))
     monkeypatch.setattr(models, "load_gguf", fake_load_gguf)

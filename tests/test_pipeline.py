@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 
 
 def quiet(*_args, **_kwargs):

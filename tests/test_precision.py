@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
-from tunesmith.predict import TrainedRun
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.recipes.predict import TrainedRun
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 from tunesmith.train import precision
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 
 REPO = Path(__file__).resolve().parents[1]
 SMS = REPO / "data" / "sms_spam" / "SMSSpamCollection"

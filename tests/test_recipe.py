@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from tunesmith.errors import RecipeError
-from tunesmith.recipe import load_recipe
+from tunesmith.config.recipe import load_recipe
 
 BASE = {"model": "minilm", "data": {"train": "train.csv"}}
 

@@ -26,8 +26,8 @@ from lm_helpers import lm_recipe, shakespeare_slice
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tunesmith.cli import main
 from tunesmith.errors import TrainingError
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 from tunesmith.train import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tunesmith.recipe import TrainSpec
+from tunesmith.config.recipe import TrainSpec
 from tunesmith.train.optim import OPTIMIZERS, build_optimizer, build_schedule, warmup_steps
 from tunesmith.train.stopping import EarlyStopper
 

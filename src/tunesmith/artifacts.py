@@ -22,6 +22,11 @@ from pathlib import Path
 from tunesmith.errors import RunError
 
 
+def cache_dir() -> Path:
+    """tunesmith's cache (converted models, tokenized splits): $TUNESMITH_CACHE or ~/.cache/tunesmith."""
+    return Path(os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith").expanduser().absolute()
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)

@@ -40,3 +40,9 @@ class TrainingInterrupted(TunesmithError):
         super().__init__(message)
         self.exit_code = exit_code
         self.checkpoint = checkpoint
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception from a library as one short line: its type and its message, whitespace folded."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__

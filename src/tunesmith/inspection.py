@@ -22,6 +22,7 @@ RUN/inspect.json. Findings (each with a severity: info, warning or error):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tunesmith.artifacts import write_text_atomic
 from tunesmith.errors import DataError, ModelError
 
 SEVERITIES = ("error", "warning", "info")
@@ -346,7 +348,7 @@ def inspect_splits(splits, recipe, tokenizer=None) -> Report:
 
 def read_splits_leniently(spec, *, seed: int):
     """The recipe's splits as `train` builds them, except that empty texts are kept (to be reported)."""
-    from tunesmith.data.prepare import _drop_duplicates
+    from tunesmith.data.prepare import drop_duplicates
     from tunesmith.data.readers import read_table
     from tunesmith.data.split import split_frame
 
@@ -360,7 +362,7 @@ def read_splits_leniently(spec, *, seed: int):
     train = read(spec.train)
     notes, sources = [], {"train": spec.train}
     if spec.drop_duplicates:
-        train, dropped = _drop_duplicates(train)
+        train, dropped = drop_duplicates(train)
         if dropped:
             notes.append(f"data.drop_duplicates dropped {dropped} repeated rows from {spec.train} before splitting")
     if spec.validation.path:
@@ -421,73 +423,14 @@ def inspect_files(train: str, *, validation: str | None = None, test: str | None
 
 # --- output -------------------------------------------------------------------------------------
 
-def print_report(report: Report, console=None) -> None:
-    """Tables on the terminal: classes per split, token lengths, findings."""
-    from rich.table import Table
 
-    if console is None:
-        from tunesmith.console import console
-    splits = list(report.classes)
-    table = Table(title="classes", title_justify="left")
-    table.add_column("label")
-    for split in splits:
-        table.add_column(split, justify="right")
-        table.add_column("share", justify="right", style="dim")
-    labels = list(dict.fromkeys(label for counts in report.classes.values() for label in counts))
-    for label in labels:
-        cells = []
-        for split in splits:
-            n = report.classes[split].get(label, 0)
-            total = max(report.rows.get(split, 0), 1)
-            cells += [str(n), f"{n / total:.1%}"]
-        table.add_row(label, *cells)
-    console.print(table)
-    line = []
-    if report.imbalance_ratio is not None:
-        line.append(f"imbalance ratio {report.imbalance_ratio:.1f}:1")
-    if report.majority_baseline:
-        b = report.majority_baseline
-        line.append(f"majority baseline ('{b['predicts']}' on {b['split']}): accuracy {b['accuracy']:.3f}, "
-                    f"macro-F1 {b['macro_f1']:.3f}")
-    if line:
-        console.print("; ".join(line))
-    if report.token_lengths:
-        lengths = Table(title=f"tokens per example (max_length {report.token_lengths['max_length']})",
-                        title_justify="left")
-        columns = ("min", "p50", "p90", "p99", "max", "mean", "truncated")
-        lengths.add_column("split")
-        for c in columns:
-            lengths.add_column(c, justify="right")
-        for split, stats in report.token_lengths.items():
-            if isinstance(stats, dict):
-                lengths.add_row(split, *(str(stats[c]) for c in columns))
-        console.print(lengths)
-    if report.findings:
-        found = Table(title="findings", title_justify="left")
-        for c in ("severity", "code", "what"):
-            found.add_column(c, overflow="fold")
-        styles = {"error": "bold red", "warning": "yellow", "info": "dim"}
-        for f in report.findings:
-            what = f.message
-            for ex in f.examples:
-                where = f"{ex.get('split', '')} {ex.get('where', '')}".strip()
-                what += f"\n  e.g. {where + ': ' if where else ''}{ex.get('text', '')}"
-                if "labels" in ex:
-                    what += f" ({'; '.join(ex['labels'])})"
-            found.add_row(f.severity, f.code, what, style=styles.get(f.severity))
-        console.print(found)
-    else:
-        console.print("no findings")
-    for note in report.notes:
-        console.print(f"note: {note}", markup=False)
+def report_json(report: Report) -> str:
+    """The report as JSON text (non-finite numbers as null)."""
+    return json.dumps(_finite(report.to_dict()), indent=2, default=_plain)
 
 
 def save_report(report: Report, path: Path) -> None:
-    import json
-
-    from tunesmith.artifacts import write_text_atomic
-
-    write_text_atomic(Path(path), json.dumps(_finite(report.to_dict()), indent=2, default=_plain) + "\n")
+    write_text_atomic(Path(path), report_json(report) + "\n")
 
 
 def _plain(value):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tunesmith.baselines import collect_baselines
-from tunesmith.recipe import validate_recipe
+from tunesmith.recipes.baselines import collect_baselines
+from tunesmith.config.recipe import validate_recipe
 
 
 class FakeTask:
-    def baselines(self, split):
-        return {"majority": {"predicts": "ham", "accuracy": 0.8, "macro_f1": 0.44}} if split == "validation" else {}
+    summary_columns = ("loss", "accuracy", "macro_f1")
+
+    def baselines(self, splits):
+        return {"validation": {"majority": {"predicts": "ham", "accuracy": 0.8, "macro_f1": 0.44}}}
 
 
 def recipe(**baselines):
@@ -18,14 +20,14 @@ def recipe(**baselines):
 
 
 def test_scratch_results_join_each_split(monkeypatch, tmp_path):
-    def fake_scratch(recipe, run_path, echo):
+    def fake_scratch(recipe, run_path, finetune, echo):
         return {"splits": {"validation": {"accuracy": 0.7, "macro_f1": 0.6}},
                 "run": {"run": "baselines/scratch", "steps": 10}}
 
-    monkeypatch.setattr("tunesmith.baselines.scratch.train_from_scratch", fake_scratch)
+    monkeypatch.setattr("tunesmith.recipes.baselines.train_from_scratch", fake_scratch)
     lines = []
     out = collect_baselines(recipe(scratch=True), FakeTask(), ["validation", "test"], SimpleNamespace(path=tmp_path),
-                            echo=lines.append)
+                            finetune=None, echo=lines.append)
     assert out["validation"]["scratch"] == {"accuracy": 0.7, "macro_f1": 0.6, "run": "baselines/scratch", "steps": 10}
     assert set(out["validation"]) == {"majority", "scratch"} and out["test"] == {}
     assert any("majority accuracy 0.8000" in line and "scratch accuracy 0.7000" in line for line in lines)
@@ -35,16 +37,16 @@ def test_a_failing_baseline_is_a_warning_not_a_lost_run(monkeypatch, tmp_path):
     def broken(*_args, **_kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("tunesmith.baselines.scratch.train_from_scratch", broken)
+    monkeypatch.setattr("tunesmith.recipes.baselines.train_from_scratch", broken)
     lines = []
     out = collect_baselines(recipe(scratch=True), FakeTask(), ["validation"], SimpleNamespace(path=tmp_path),
-                            echo=lines.append)
+                            finetune=None, echo=lines.append)
     assert "failed" in out["validation"]["scratch"]["skipped"] and "majority" in out["validation"]
     assert any("scratch baseline failed (RuntimeError: out of memory)" in line for line in lines)
 
 
 def test_scratch_recipe_trains_every_weight_without_recursing(tmp_path):
-    from tunesmith.baselines.scratch import scratch_recipe
+    from tunesmith.recipes.scratch import scratch_recipe
 
     base = validate_recipe({"model": "minilm", "data": {"train": "t.csv"}, "method": "lora", "resume": True,
                             "baselines": {"scratch": True}, "report": {"trackers": ["tensorboard"]},

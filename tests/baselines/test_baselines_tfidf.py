@@ -13,9 +13,9 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from tunesmith.baselines import BaselinesSpec
+from tunesmith.config.baselines import BaselinesSpec
 from tunesmith.baselines.tfidf import C_GRID, choose_c, tfidf_scores
-from tunesmith.recipe import validate_recipe
+from tunesmith.config.recipe import validate_recipe
 
 SMS = Path(__file__).resolve().parents[2] / "data" / "sms_spam" / "SMSSpamCollection"
 

@@ -17,7 +17,7 @@ from tunesmith.data.token_cache import (
     TokenCache, cache_key, encode_splits, from_arrays, to_arrays, token_cache_dir, tokenizer_fingerprint,
 )
 from tunesmith.models import load_tokenizer
-from tunesmith.recipe import validate_recipe
+from tunesmith.config.recipe import validate_recipe
 from tunesmith.tasks import make_task
 from tunesmith.tasks.base import Task
 
@@ -143,7 +143,7 @@ def test_key_is_the_same_in_another_process(classification, tmp_path):
     task, splits = loaded(raw)
     (tmp_path / "raw.json").write_text(json.dumps(raw))
     script = ("import json\n"
-              "from tunesmith.recipe import validate_recipe; from tunesmith.tasks import make_task\n"
+              "from tunesmith.config.recipe import validate_recipe; from tunesmith.tasks import make_task\n"
               "from tunesmith.models import load_tokenizer; from tunesmith.data.token_cache import cache_key\n"
               f"raw = json.load(open({str(tmp_path / 'raw.json')!r}))\n"
               "task = make_task(validate_recipe(raw)); splits = task.load_data()\n"
@@ -353,7 +353,10 @@ def test_features_that_cannot_be_stored_exactly_are_not_cached(features):
 
 
 class StubTask(Task):
+    """Only what encode_splits asks of a task; the training hooks are not called here."""
+
     name = "stub"
+    load_data = load_model = load_trained = compute_loss = metric_mode = evaluate = None
 
     def __init__(self, features, settings=None):
         self.features, self.settings, self.calls = features, settings, 0
@@ -400,7 +403,7 @@ def test_extra_dataset_attributes_are_not_cached(classification, tmp_path):
 
 
 def test_a_second_run_reads_the_cache_and_gives_the_same_results(classification, tmp_path):
-    from tunesmith.run import finetune
+    from tunesmith.recipes.finetune import finetune
 
     raw, _ = classification
     raw["train"].update({"max_steps": 2, "eval_every": 2})

@@ -14,13 +14,14 @@ from transformers import AutoModelForSequenceClassification
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tunesmith import export as export_module
 from tunesmith.cli import main
-from tunesmith.export import ExportRefused, export_run
+from tunesmith.export import ExportRefused
+from tunesmith.recipes.export import export_run
 from tunesmith.export import onnx as onnx_export
 from tunesmith.methods.lora import load_adapter_model
 from tunesmith.models import load_tokenizer
-from tunesmith.predict import TrainedRun
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.recipes.predict import TrainedRun
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 
 TEXTS = ["the movie was great and wonderful", "awful, boring and sad", "a film", "best acting, love it really"]
 

@@ -94,8 +94,8 @@ def augmented_run(tiny_bert_dir, tmp_path_factory):
         seen.append(text)
         return original(text, *args, **kwargs)
 
-    from tunesmith.recipe import validate_recipe
-    from tunesmith.run import finetune
+    from tunesmith.config.recipe import validate_recipe
+    from tunesmith.recipes.finetune import finetune
 
     augment_module.eda = spy
     try:
@@ -116,7 +116,7 @@ def test_augmentation_sees_training_rows_only(augmented_run):
     assert not set(seen) & test_texts
     # validation is held out of train.csv (same seed, same split): its rows are never augmented either
     from tunesmith.data.prepare import load_labelled_splits
-    from tunesmith.recipe import validate_recipe
+    from tunesmith.config.recipe import validate_recipe
 
     splits = load_labelled_splits(validate_recipe(raw_recipe).data, seed=0)
     assert set(seen) <= set(splits.train["text"])

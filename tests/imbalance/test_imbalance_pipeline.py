@@ -10,8 +10,8 @@ from imbalance_data import quiet, recipe, skewed_rows, write_csv
 
 @pytest.fixture(scope="module")
 def undersampled(tiny_bert_dir, tmp_path_factory):
-    from tunesmith.recipe import validate_recipe
-    from tunesmith.run import finetune
+    from tunesmith.config.recipe import validate_recipe
+    from tunesmith.recipes.finetune import finetune
 
     root = tmp_path_factory.mktemp("under")
     train = write_csv(root / "train.csv", skewed_rows(120, positive_every=5, seed=4))
@@ -44,7 +44,7 @@ def test_summary_names_the_loss_and_weights(undersampled):
 
 
 def test_resolved_recipe_keeps_the_section_and_reloads(undersampled):
-    from tunesmith.predict import TrainedRun
+    from tunesmith.recipes.predict import TrainedRun
 
     _, run = undersampled
     assert "resample:\n    method: undersample" in (run / "recipe.yaml").read_text()
@@ -58,7 +58,7 @@ def test_compute_loss_uses_the_configured_loss(tiny_bert_dir, tmp_path):
     import torch
 
     from tunesmith.imbalance.losses import ImbalanceLoss
-    from tunesmith.recipe import validate_recipe
+    from tunesmith.config.recipe import validate_recipe
     from tunesmith.tasks import make_task
 
     train = write_csv(tmp_path / "train.csv", skewed_rows(40, positive_every=4))

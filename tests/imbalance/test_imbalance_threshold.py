@@ -72,8 +72,8 @@ def test_collapse_warning():
 
 @pytest.fixture(scope="module")
 def threshold_run(tiny_bert_dir, tmp_path_factory):
-    from tunesmith.recipe import validate_recipe
-    from tunesmith.run import finetune
+    from tunesmith.config.recipe import validate_recipe
+    from tunesmith.recipes.finetune import finetune
 
     root = tmp_path_factory.mktemp("threshold")
     train = write_csv(root / "train.csv", skewed_rows(120, positive_every=4, seed=3))
@@ -96,7 +96,7 @@ def test_threshold_is_stored_with_the_model(threshold_run):
 
 
 def test_predict_and_evaluate_apply_the_stored_threshold(threshold_run):
-    from tunesmith.predict import TrainedRun
+    from tunesmith.recipes.predict import TrainedRun
 
     result, run, held = threshold_run
     trained = TrainedRun(run)
@@ -122,7 +122,7 @@ def test_predict_and_evaluate_apply_the_stored_threshold(threshold_run):
 
 
 def test_threshold_and_pr_auc_need_a_binary_task(tiny_bert_dir, tmp_path):
-    from tunesmith.recipe import validate_recipe
+    from tunesmith.config.recipe import validate_recipe
     from tunesmith.tasks import make_task
 
     rows = [(["a", "b", "c"][i % 3], f"text number {i}") for i in range(30)]

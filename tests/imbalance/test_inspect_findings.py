@@ -124,7 +124,7 @@ def test_recipe_inspection_matches_the_training_split(tiny_bert_dir, tmp_path, c
     assert main(["inspect", str(path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     from tunesmith.data.prepare import load_labelled_splits
-    from tunesmith.recipe import validate_recipe
+    from tunesmith.config.recipe import validate_recipe
 
     splits = load_labelled_splits(validate_recipe(raw).data, seed=0)  # what train would use
     assert report["rows"] == {"train": 45, "validation": 16}
@@ -136,8 +136,8 @@ def test_recipe_inspection_matches_the_training_split(tiny_bert_dir, tmp_path, c
 
 
 def test_train_saves_the_report_and_stops_on_fail_on(tiny_bert_dir, tmp_path):
-    from tunesmith.recipe import validate_recipe
-    from tunesmith.run import finetune
+    from tunesmith.config.recipe import validate_recipe
+    from tunesmith.recipes.finetune import finetune
 
     rows = skewed_rows(48, positive_every=3)
     train = write_csv(tmp_path / "train.csv", rows)

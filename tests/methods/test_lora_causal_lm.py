@@ -8,8 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lm_helpers import lm_recipe, shakespeare_slice
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 
 
 def test_lora_causal_lm_run_saves_a_merged_model_that_scores_the_same(tiny_llama_dir, tmp_path):

@@ -15,11 +15,11 @@ from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tunesmith.artifacts import RunDir
 from tunesmith.methods import apply_method
 from tunesmith.methods.lora import load_adapter_model
-from tunesmith.methods.spec import MethodSpec
+from tunesmith.config.method import MethodSpec
 from tunesmith.models import load_for_classification
-from tunesmith.predict import TrainedRun
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import _load_best_weights, finetune
+from tunesmith.recipes.predict import TrainedRun
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune, load_best_weights as _load_best_weights
 
 LABELS = {0: "neg", 1: "pos"}
 TEXTS = ["the movie was great and wonderful", "awful, boring and sad", "a film", "best acting, love it really"]

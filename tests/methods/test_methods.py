@@ -7,9 +7,9 @@ import torch
 
 from tunesmith.errors import RecipeError
 from tunesmith.methods import apply_method, count_parameters
-from tunesmith.methods.spec import MethodSpec
+from tunesmith.config.method import MethodSpec
 from tunesmith.models import load_for_classification
-from tunesmith.recipe import validate_recipe
+from tunesmith.config.recipe import validate_recipe
 
 LABELS = {0: "neg", 1: "pos"}
 H, LAYERS, FF, VOCAB, POSITIONS = 32, 2, 37, 30522, 512  # tiny BERT (tests/tiny_models.py)

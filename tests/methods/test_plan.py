@@ -6,9 +6,10 @@ import pytest
 
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tunesmith.cli import main
-from tunesmith.methods.spec import MethodSpec
-from tunesmith.plan import PlanError, parse_duration, parse_memory, plan, print_plan, recommend, strength
-from tunesmith.recipe import validate_recipe
+from tunesmith.config.method import MethodSpec
+from tunesmith.cli.tables import print_plan
+from tunesmith.recipes.plan import PlanError, parse_duration, parse_memory, plan, recommend, strength
+from tunesmith.config.recipe import validate_recipe
 
 
 def quiet(*_args, **_kwargs):
@@ -85,7 +86,7 @@ def test_budgets_parse_and_bad_ones_are_one_line_errors(capsys):
 def test_over_the_memory_budget_a_method_is_measured_again_with_gradient_checkpointing(
         tiny_bert_dir, tmp_path, monkeypatch):
     """plan's decisions on made-up measurements (the measuring itself is tested above)."""
-    import tunesmith.plan as plan_module
+    import tunesmith.recipes.plan as plan_module
 
     def fake_worker(recipe, spec, steps, timeout_s):
         big = {"full": 6, "lora": 3, "freeze": 2, "bitfit": 2}[spec.name] * 2**30

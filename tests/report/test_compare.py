@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tunesmith.cli import main as cli_main
-from tunesmith.compare import load_runs, metric_rows, recipe_differences
+from tunesmith.report.compare import load_runs, metric_rows, recipe_differences
 from tunesmith.errors import RunError
 
 

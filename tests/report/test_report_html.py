@@ -15,8 +15,8 @@ from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tiny_models import build_tiny_bert, minilm_dir
 from tunesmith.cli import main as cli_main
 from tunesmith.errors import RecipeError
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 
 CLASSIFICATION_SECTIONS = ("summary", "recipe", "data", "curves", "learning-rate", "confusion", "per-class",
                            "baselines", "stopping", "performance", "environment")

@@ -14,10 +14,10 @@ from tunesmith.data.encode import EncodedDataset
 from tunesmith.data.lm_data import load_document_splits, read_documents, tail_split
 from tunesmith.data.packing import make_lm_loader
 from tunesmith.errors import DataError, ModelError, RecipeError
-from tunesmith.generate import TrainedLM
+from tunesmith.recipes.generate import TrainedLM
 from tunesmith.models import load_tokenizer, resolve_model
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 from tunesmith.tasks import make_task
 
 TEXT = "First:\nline one\nline two\n\n\nSecond:\nonly line\n\nThird:\nx\ny\n"
@@ -85,8 +85,8 @@ def test_document_split_is_random_and_one_document_needs_tail(tmp_path):
 
 def test_lm_recipe_defaults_and_errors(tmp_path):
     recipe = recipe_for("t.txt")
-    make_task(recipe)
-    assert recipe.train.early_stopping.metric == "loss"
+    assert make_task(recipe).stop_metric == "loss"
+    assert recipe.train.early_stopping.metric is None  # the task derives it; the validated recipe is not written
     with pytest.raises(RecipeError, match="'macro_f1' is not a causal_lm metric; choose one of loss, perplexity"):
         make_task(recipe_for("t.txt", train={"early_stopping": {"metric": "macro_f1"}}))
     with pytest.raises(RecipeError, match=r"unknown key 'lm.blok_size' \(did you mean 'lm.block_size'\?\)"):

@@ -15,8 +15,8 @@ from tunesmith.data.chat import (
 from tunesmith.data.lm_data import load_conversation_splits
 from tunesmith.errors import DataError
 from tunesmith.models import load_tokenizer
-from tunesmith.recipe import validate_recipe
-from tunesmith.run import finetune
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 
 IGNORE = -100
 CHAT = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello"},

@@ -15,7 +15,7 @@ from tunesmith.data.labels import LabelMap
 from tunesmith.data.readers import read_table
 from tunesmith.data.split import split_frame
 from tunesmith.errors import DataError
-from tunesmith.recipe import DataSpec
+from tunesmith.config.recipe import DataSpec
 
 
 @dataclass
@@ -47,10 +47,13 @@ def read_labelled(spec: DataSpec, path: str, *, require_label: bool = True) -> p
 def load_labelled_splits(spec: DataSpec, *, seed: int) -> LabelledSplits:
     if "label" not in spec.columns:
         raise DataError("data.columns: classification needs a 'label' column, e.g. columns: {text: text, label: label}")
+    if isinstance(spec.columns["label"], list):
+        raise DataError("data.columns.label: classification takes one label column; a list of columns is for "
+                        "task: regression (several numeric targets)")
     train = read_labelled(spec, spec.train)
     notes: list[str] = []
     if spec.drop_duplicates:
-        train, dropped = _drop_duplicates(train)
+        train, dropped = drop_duplicates(train)
         if dropped:
             notes.append(f"dropped {dropped} duplicate rows from {spec.train}")
     sources = {"train": spec.train}
@@ -70,7 +73,7 @@ def load_labelled_splits(spec: DataSpec, *, seed: int) -> LabelledSplits:
     return LabelledSplits(train, validation, test, labels, sources, notes)
 
 
-def _drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     keys = [c for c in ("text", "text_pair") if c in frame.columns]
     kept = frame.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
     return kept, len(frame) - len(kept)

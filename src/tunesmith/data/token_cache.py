@@ -42,9 +42,9 @@ from typing import Callable
 
 import numpy as np
 
-from tunesmith.artifacts import os_reason
+from tunesmith.artifacts import cache_dir, os_reason
 from tunesmith.data.encode import EncodedDataset
-from tunesmith.models import _one_line
+from tunesmith.errors import one_line
 
 log = logging.getLogger("tunesmith.data")
 
@@ -56,10 +56,8 @@ ENCODER_MODULES = ("tunesmith.data.encode", "tunesmith.data.packing", "tunesmith
 
 
 def token_cache_dir() -> Path:
-    """$TUNESMITH_TOKEN_CACHE, else the tunesmith cache (models.cache_dir: $TUNESMITH_CACHE or
+    """$TUNESMITH_TOKEN_CACHE, else the tunesmith cache (artifacts.cache_dir: $TUNESMITH_CACHE or
     ~/.cache/tunesmith) + /tokenized."""
-    from tunesmith.models import cache_dir
-
     override = os.environ.get(ENV)
     return Path(override).expanduser().absolute() if override else cache_dir() / "tokenized"
 
@@ -288,7 +286,7 @@ class TokenCache:
             with np.load(path, allow_pickle=False) as archive:
                 return from_arrays(archive, key)
         except Exception as exc:  # noqa: BLE001 - any damage (truncated zip, bad header, ...) means re-encoding
-            self.echo(f"warning: tokenized cache file {path} is unreadable ({_one_line(exc)}); "
+            self.echo(f"warning: tokenized cache file {path} is unreadable ({one_line(exc)}); "
                       f"tokenizing again and rewriting it")
             return None
 
@@ -331,7 +329,7 @@ def cached_encode(task, split: str, frame, tokenizer, cache: TokenCache) -> Enco
     try:
         key = cache.key(task, frame, tokenizer)
     except Exception as exc:  # noqa: BLE001 - the cache must never fail a run: encode as without it
-        cache.echo(f"warning: tokenized cache not used for {split} ({_one_line(exc)})")
+        cache.echo(f"warning: tokenized cache not used for {split} ({one_line(exc)})")
         key = None
     if key is None:
         return task.encode(frame, tokenizer)

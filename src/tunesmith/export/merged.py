@@ -18,11 +18,11 @@ def build(source, out: Path) -> dict:
                 shutil.copy2(item, out / item.name)
         return {"merged_from": "RUN/model (no adapter: the run trained the model itself)"}
     from tunesmith.methods.lora import load_adapter_model
-    from tunesmith.models import _quiet_transformers
+    from tunesmith.models import quiet_transformers
 
     peft_model, _ = load_adapter_model(source.run_path, trust_remote_code=source.trust_remote_code)
     merged = peft_model.merge_and_unload()
-    with _quiet_transformers():
+    with quiet_transformers():
         merged.save_pretrained(out, safe_serialization=True)
     shutil.copy2(source.model_dir / "config.json", out / "config.json")  # label map, tuned threshold
     return {"merged_from": "base model + RUN/adapter"}

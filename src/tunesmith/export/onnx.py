@@ -38,9 +38,9 @@ def load_eager(model_dir: Path, trust_remote_code: bool = False):
     """The run's model with eager attention, in eval mode, fp32."""
     from transformers import AutoModelForSequenceClassification
 
-    from tunesmith.models import _quiet_transformers
+    from tunesmith.models import quiet_transformers
 
-    with _quiet_transformers():
+    with quiet_transformers():
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir, local_files_only=True, use_safetensors=True, attn_implementation="eager",
             trust_remote_code=trust_remote_code, dtype=torch.float32)

@@ -94,26 +94,3 @@ def compare(reference: dict, exported: dict, *, metric: str, mode: str, max_drop
 
 def public(measured: dict) -> dict:
     return {k: v for k, v in measured.items() if k != "logits"}
-
-
-def print_export_report(report: dict) -> None:
-    from rich.table import Table
-
-    from tunesmith.console import console
-
-    metric = report["metric"]
-    table = Table(title=f"export {report['format']}: {report['split']} set ({report['examples']} examples), "
-                        f"CPU, {report['threads']} thread(s)", title_justify="left")
-    for column in ("model", metric, "accuracy", f"Δ {metric}", "MB", "ms/ex b=1", "ex/s b=32"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for name, row, delta in (("torch fp32 (RUN/model)", report["reference"], ""),
-                             (report["format"], report["export"], f"{report['delta'][metric]:+.4f}")):
-        m = row["metrics"]
-        table.add_row(name, f"{m[metric]:.4f}", f"{m.get('accuracy', float('nan')):.4f}", delta,
-                      f"{row['size_mb']:.1f}", f"{row['latency_ms_b1']:.2f}", f"{row['throughput_b32']:.1f}")
-    console.print(table)
-    console.print(f"predictions agree with the reference on {report['prediction_agreement']:.2%} of "
-                  f"{report['throughput_examples']} examples; max |logit difference| {report['max_abs_logit_diff']:.2e}")
-    if report["max_drop"] is not None:
-        verdict = "within" if report["passed"] else "MORE than"
-        console.print(f"{metric} drop {report['drop']:+.4f}: {verdict} --max-drop {report['max_drop']:g}")

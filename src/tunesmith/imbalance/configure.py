@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tunesmith.errors import RecipeError
-from tunesmith.imbalance.config import ImbalanceSpec
+from tunesmith.config.imbalance import ImbalanceSpec
 from tunesmith.imbalance.losses import ImbalanceLoss
 from tunesmith.imbalance.threshold import decide
 from tunesmith.imbalance.weights import class_weights, focal_alpha

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tunesmith.errors import RecipeError
 from tunesmith.methods import bitfit, freeze, full, lora
 from tunesmith.methods.base import Method, enable_gradient_checkpointing
-from tunesmith.methods.spec import METHOD_NAMES, MethodSpec
+from tunesmith.config.method import METHOD_NAMES, MethodSpec
 
 METHODS: dict[str, Method] = {
     "full": full.METHOD,

@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 from tunesmith.errors import RecipeError, RunError
+from tunesmith.models import load_for_classification, trained_head
 from tunesmith.methods.base import Method, head_names, is_causal_lm
 
 # target modules when the recipe names none: the attention projections of each architecture
@@ -130,17 +131,12 @@ def load_adapter_model(run_path, *, trust_remote_code: bool = False):
 
     from peft import PeftModel
 
-    from tunesmith.models import load_for_classification
-
     path = Path(run_path) / "adapter"
     if not (path / "adapter_config.json").is_file():
         raise RunError(f"{run_path}: no adapter (RUN/adapter/adapter_config.json); was the run trained with LoRA?")
     base_dir = Path(json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"])
-    id2label = {int(k): v for k, v in json.loads((Path(run_path) / "model" / "config.json").read_text())
-                ["id2label"].items()}
-    base, tokenizer = load_for_classification(
-        base_dir, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-        trust_remote_code=trust_remote_code)
+    base, tokenizer = load_for_classification(base_dir, **trained_head(Path(run_path) / "model"),
+                                              trust_remote_code=trust_remote_code)
     with _quiet_peft():
         return PeftModel.from_pretrained(base, path).eval(), tokenizer
 

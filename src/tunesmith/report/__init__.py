@@ -11,28 +11,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-TRACKERS = ("tensorboard", "mlflow")
-
-
-class ReportSpec(BaseModel):
-    """The recipe's `report:` section."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    html: bool = Field(True, description="write RUN/report.html when training ends")
-    trackers: list[Literal["tensorboard", "mlflow"]] = Field(
-        default_factory=list, description="experiment trackers fed through Accelerate (the run directory always is)")
-
-    @field_validator("trackers", mode="before")
-    @classmethod
-    def _one_or_many(cls, value):
-        if value is None:
-            return []
-        return [value] if isinstance(value, str) else value
 
 
 def write_report(run_path: str | Path) -> Path:

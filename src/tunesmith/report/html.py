@@ -22,6 +22,7 @@ import yaml
 from tunesmith.artifacts import RunDir, write_text_atomic
 from tunesmith.errors import RunError
 from tunesmith.report import plots
+from tunesmith.report.regression import section_predictions
 
 REPORT_NAME = "report.html"
 INSPECT_NAME = "inspect.json"
@@ -31,6 +32,8 @@ LOWER_IS_BETTER = ("loss", "perplexity")
 BASELINE_NAMES = {
     "majority": "majority class",
     "tfidf": "TF-IDF + logistic regression",
+    "tfidf_ridge": "TF-IDF + ridge regression",
+    "mean": "mean of the training targets",
     "scratch": "same architecture from scratch",
     "pretrained": "pretrained model, before fine-tuning",
 }
@@ -391,8 +394,9 @@ def section_baselines(data: RunData) -> str:
     if not any(baselines.get(split) for split in data.splits):
         return '<p class="note">No baselines ran (recipe: baselines).</p>' if data.splits else ""
     metric = _primary_metric(data)
-    columns = [c for c in ("accuracy", "macro_f1", "weighted_f1", "loss", "perplexity")
-               if any(c in m for m in data.splits.values())]
+    shown = dict.fromkeys(("accuracy", "macro_f1", "weighted_f1", "loss", "perplexity",
+                           *(data.eval.get("summary_columns") or ())))  # the task's own columns too
+    columns = [c for c in shown if any(c in m for m in data.splits.values())]
     parts = []
     for split, metrics in data.splits.items():
         rows, names = [["fine-tuned", *(metrics.get(c) for c in columns)]], ["fine-tuned"]
@@ -497,6 +501,7 @@ SECTIONS = (
     ("curves", "Loss and metric curves", section_curves),
     ("learning-rate", "Learning rate", section_learning_rate),
     ("perplexity", "Perplexity", section_perplexity),
+    ("predictions", "Predicted vs true values", lambda data: section_predictions(data, chart, charts, esc)),
     ("confusion", "Confusion matrix", section_confusion),
     ("per-class", "Per-class precision, recall and F1", section_per_class),
     ("baselines", "Baselines", section_baselines),

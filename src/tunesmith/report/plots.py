@@ -109,3 +109,66 @@ def bar_chart(title: str, labels: list[str], values: list[float | None], *, xlab
     axes.tick_params(labelsize=8)
     axes.grid(True, axis="x", alpha=0.3)
     return to_data_uri(fig)
+
+
+# --- regression -------------------------------------------------------------------------------------
+
+MAX_SCATTER_POINTS = 20_000  # more are thinned evenly: the picture is the same, the rendering faster
+
+
+def _finite_pairs(y_true, y_pred):
+    """One target's (true, predicted) float arrays where both are finite (from 1-D or N x 1 arrays)."""
+    import numpy as np
+
+    truth = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if truth.shape != pred.shape:
+        raise ValueError(f"one target at a time: {truth.shape} true values, {pred.shape} predictions")
+    keep = np.isfinite(truth) & np.isfinite(pred)
+    return truth[keep], pred[keep]
+
+
+def scatter_predicted_true(y_true, y_pred, name: str) -> str | None:
+    """Predicted against true values of one target, with the y = x line; None when there is no finite point."""
+    if not available():
+        return None
+    truth, pred = _finite_pairs(y_true, y_pred)
+    if not len(truth):
+        return None
+    step = max(1, math.ceil(len(truth) / MAX_SCATTER_POINTS))
+    shown = f"{len(truth[::step])} rows" + (f" (every {step}th)" if step > 1 else "")
+    fig = _figure(width=4.6, height=4.2)
+    axes = fig.add_subplot()
+    axes.scatter(truth[::step], pred[::step], s=6, alpha=0.35, color="#1f77b4", linewidths=0, rasterized=True,
+                 label=shown)
+    low, high = float(min(truth.min(), pred.min())), float(max(truth.max(), pred.max()))
+    axes.plot([low, high], [low, high], color="#888888", linestyle=":", linewidth=1.2, label="y = x")
+    axes.set_title(f"predicted vs true: {name}", fontsize=10, loc="left")
+    axes.set_xlabel(f"true {name}", fontsize=9)
+    axes.set_ylabel(f"predicted {name}", fontsize=9)
+    axes.tick_params(labelsize=8)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, frameon=False, loc="upper left")
+    return to_data_uri(fig)
+
+
+def residual_histogram(y_true, y_pred, name: str, *, bins: int = 40) -> str | None:
+    """A histogram of one target's residuals (predicted - true), with 0 marked; None without a finite point."""
+    if not available():
+        return None
+    truth, pred = _finite_pairs(y_true, y_pred)
+    if not len(truth):
+        return None
+    residuals = pred - truth
+    fig = _figure()
+    axes = fig.add_subplot()
+    axes.hist(residuals, bins=bins, color="#9fb7cc", edgecolor="#1f77b4", linewidth=0.6,
+              label=f"mean {residuals.mean():.3g}, std {residuals.std():.3g}")
+    axes.axvline(0.0, color="#888888", linestyle=":", linewidth=1.2, label="no error")
+    axes.set_title(f"residuals (predicted - true): {name}", fontsize=10, loc="left")
+    axes.set_xlabel(f"residual ({name} units)", fontsize=9)
+    axes.set_ylabel("rows", fontsize=9)
+    axes.tick_params(labelsize=8)
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend(fontsize=8, frameon=False)
+    return to_data_uri(fig)

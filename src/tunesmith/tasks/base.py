@@ -1,30 +1,133 @@
-"""What every task offers the run (run.py) beyond its own data, model, loss and metrics: hooks with defaults.
+"""The task contract: every hook a recipe (finetune, plan, predict, evaluate, export, inspect) calls on a task.
 
-A task subclasses `Task` and overrides what it needs; run.py calls the hooks unconditionally.
+A task family is one module with one `Task` subclass, plus one line in `tasks/__init__.py`'s TASKS. The
+recipes never ask which task they run and never probe a task with getattr/hasattr: they call the hooks
+below, each declared here, abstract where every task must answer, with a default where one makes sense.
+
+Life of a task object in `tunesmith train` (recipes/finetune.py):
+
+    task = make_task(recipe)                 # reads the recipe, never writes it; derives what it needs
+    splits = task.load_data()                # read, validate, split: before any model loads
+    task.describe_splits(splits)
+    model, tokenizer = task.load_model(dir)  # the pretrained body with this task's head
+    task.inspect_data(splits, tokenizer)     # diagnostics; may stop the run (DataError)
+    encoded = task.encode(frame, tokenizer)  # per split (cached on disk by encode_settings)
+    loader = task.make_loader(...); loader = task.train_loader(loader, ...)   # e.g. re-sampling
+    task.before_training(...)                # e.g. the pretrained model's perplexity
+    loss = task.compute_loss(model, batch)   # every step
+    metrics = task.evaluate(model, loader, accelerator)   # every evaluation; metric_mode() orders them
+    task.after_training(model, loader, accelerator, run)  # e.g. decision threshold tuned on validation
+    task.baselines(split_names); task.extra_results(...); task.save_artifacts(run)
+
+Using a finished run (recipes/predict.py): `task.load_trained(dir)` then `task.use_trained(model)` restore
+what training saved in the model config (labels, thresholds, target scaling); `task.predictions(...)`.
+
+`task.recipe` is the validated recipe, read-only; `task.resolved_recipe()` is the copy saved as
+RUN/recipe.yaml, with what the task derived (the early-stopping metric, columns found in the file).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
 from tunesmith.data.encode import make_loader
+from tunesmith.data.prepare import read_labelled
+from tunesmith.errors import RecipeError
 
 
-class Task:
-    name = "task"
+class Task(ABC):
+    name: ClassVar[str]
+    metric_names: ClassVar[tuple[str, ...]]  # what evaluate() returns and early stopping may use
+    default_metric: ClassVar[str]  # the early-stopping metric when the recipe names none
+    bounded_metrics: ClassVar[tuple[str, ...]] = ()  # metrics that live in [0, 1] (a target above 1 is a typo)
+    summary_columns: ClassVar[tuple[str, ...]] = ("loss",)  # the metrics the terminal and report tables show
+    inference: ClassVar[str] = "predict"  # how a finished run is used: "predict" (labels, values) or "generate"
+    exportable: ClassVar[bool] = False  # tunesmith export (merged / onnx / int8, re-evaluated) supports it
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+        self.stop_metric = self.choose_stop_metric(recipe.train.early_stopping)
+
+    # ---- the recipe -------------------------------------------------------------------------
+    def choose_stop_metric(self, stop) -> str:
+        """The early-stopping metric: the recipe's if it names one this task computes, else the default."""
+        metric = stop.metric or self.default_metric
+        if metric not in self.metric_names:
+            raise RecipeError(f"train.early_stopping.metric: '{metric}' is not a {self.name} metric; "
+                              f"choose one of {', '.join(self.metric_names)}")
+        if stop.target is not None and metric in self.bounded_metrics and not 0 <= stop.target <= 1:
+            raise RecipeError(f"train.early_stopping.target: {metric} lies between 0 and 1, so a target of "
+                              f"{stop.target:g} can never be reached")
+        return metric
+
+    def derived_settings(self) -> dict:
+        """Recipe keys the task resolved itself, as {"section.key": value}; saved in RUN/recipe.yaml."""
+        return {"train.early_stopping.metric": self.stop_metric}
+
+    def resolved_recipe(self):
+        """A copy of the recipe with `derived_settings` filled in (the validated recipe is left as it was)."""
+        raw = self.recipe.model_dump(mode="json")
+        for dotted, value in self.derived_settings().items():
+            node = raw
+            *parents, last = dotted.split(".")
+            for part in parents:
+                node = node[part]
+            node[last] = value
+        return type(self.recipe).model_validate(raw)
+
+    # ---- data -------------------------------------------------------------------------------
+    @abstractmethod
+    def load_data(self):
+        """Read, validate and split the recipe's data; return an object with `frames()` ({split: DataFrame},
+        train first), `train`, `validation`, `sources` ({split: file}) and `notes` (lines to print)."""
+
+    def read_rows(self, spec, path: str, *, labelled: bool):
+        """One file read with the recipe's data settings `spec` (predict: labelled=False; evaluate: True)."""
+        return read_labelled(spec, path, require_label=labelled)
 
     def describe_splits(self, splits) -> str:
         """One line on the data, printed before the model loads."""
         counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
         return f"data: {counts} rows"
 
+    def inspect_data(self, splits, tokenizer, echo) -> None:
+        """Diagnose the splits before training (print findings; raise DataError to stop the run)."""
+
+    def inspect_recipe(self, *, tokens: bool = True):
+        """`tunesmith inspect RECIPE`: the diagnostics of the data as `train` builds it; an object with
+        to_dict() and of(severity) that cli/tables.print_inspection draws."""
+        raise RecipeError(f"tunesmith inspect covers classification and regression recipes, not {self.name}")
+
+    def inspect_summary(self) -> dict | None:
+        """What inspect_data found, for eval.json ("inspect") and RUN/inspect.json; None when it did not run."""
+        return None
+
+    # ---- model ------------------------------------------------------------------------------
+    @abstractmethod
+    def load_model(self, model_dir: Path):
+        """(model, tokenizer): the pretrained model with this task's head, in fp32."""
+
+    @abstractmethod
+    def load_trained(self, model_dir: Path):
+        """(model, tokenizer) of a finished run's RUN/model (the head as trained)."""
+
+    def use_trained(self, model) -> None:
+        """Restore from a trained model's config what training stored there (labels, threshold, scaling)."""
+
+    # ---- encoding and batching -------------------------------------------------------------
+    @abstractmethod
+    def encode(self, frame, tokenizer, *, with_labels: bool = True):
+        """One split's rows -> an EncodedDataset (data/encode.py) of token ids (and labels)."""
+
     def encode_settings(self, tokenizer) -> dict | None:
         """Everything besides the rows and the tokenizer that changes what `encode` returns, as a JSON-able
-        dict: part of the token cache key (data/token_cache.py). None (the default): never cached, so a new
-        task is cached only once it declares its settings here."""
+        dict: part of the token cache key (data/token_cache.py). None: never cached."""
         return None
 
     def encode_extras(self, split: str) -> dict:
-        """JSON-able notes `encode` kept about this split (e.g. token counts for eval.json), saved with the
-        cached features and handed back to `restore_encode_extras` on a cache hit."""
+        """JSON-able notes `encode` kept about this split, saved with the cached features."""
         return {}
 
     def restore_encode_extras(self, split: str, extras: dict) -> None:
@@ -34,9 +137,46 @@ class Task:
         """Batches of the encoded data (default: dynamic padding with the tokenizer)."""
         return make_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)
 
+    def train_loader(self, loader, dataset, frame, tokenizer, echo):
+        """The training loader as the task wants it drawn (default: `loader` itself)."""
+        return loader
+
+    # ---- training and evaluation ------------------------------------------------------------
+    @abstractmethod
+    def compute_loss(self, model, batch):
+        """The training loss of one batch (a scalar tensor)."""
+
+    @abstractmethod
+    def metric_mode(self, name: str) -> str:
+        """'max' when a larger value of the metric is better, else 'min'."""
+
+    @abstractmethod
+    def evaluate(self, model, loader, accelerator, *, desc: str = "eval") -> dict:
+        """Metrics over a labelled loader (every example once: gather_for_metrics)."""
+
     def before_training(self, model, tokenizer, eval_loaders: dict, accelerator) -> None:
         """Measure the model before any step (LM tasks: pretrained perplexity and generations)."""
+
+    def after_training(self, model, validation_loader, accelerator, run, echo) -> None:
+        """The best model is loaded, before the final evaluations (classification: tune the threshold)."""
+
+    # ---- results ----------------------------------------------------------------------------
+    def baselines(self, split_names: list[str]) -> dict:
+        """Reference points per held-out split: {split: {baseline: metrics}} (the scratch run is the recipe's)."""
+        return {}
 
     def extra_results(self, model, tokenizer, accelerator) -> dict:
         """More keys for eval.json after training."""
         return {}
+
+    def save_artifacts(self, run, model, eval_loaders: dict, accelerator) -> None:
+        """Files of the task's own in the run directory (inspect.json, predictions for the report)."""
+
+    def headline(self, metrics: dict) -> dict:
+        """The few numbers printed in progress lines and the summary."""
+        return {k: metrics[k] for k in self.summary_columns if k in metrics}
+
+    # ---- using a finished run ---------------------------------------------------------------
+    def predictions(self, model, loader) -> dict:
+        """Columns to add to the input rows: {"prediction": [...], ...} (inference == "predict")."""
+        raise NotImplementedError(f"{self.name} runs are used with tunesmith generate")

@@ -27,7 +27,7 @@ class CausalLMTask(LMTask):
         unit = f" ({self.lm.text_unit}s of a .txt file)" if str(self.recipe.data.train).endswith(".txt") else ""
         return super().describe_splits(splits) + unit
 
-    def encode(self, frame, tokenizer) -> EncodedDataset:
+    def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
         if tokenizer.eos_token_id is None:
             raise ModelError("the tokenizer has no eos token to put between documents")
         ids = tokenizer(frame["text"].tolist(), verbose=False)["input_ids"]

@@ -1,7 +1,8 @@
 """Sequence classification (single text or text pair -> one of N labels).
 
-A task owns what is specific to it: reading its data, building the model head, turning a batch into
-a loss, and scoring predictions. The training loop asks the task; it never checks which task it runs.
+What is specific to classification lives here and is reached through the task contract (tasks/base.py):
+the data diagnostics (inspection.py), the imbalance counter-measures (imbalance/: loss, re-sampling,
+augmentation, the decision threshold of a binary task) and the majority / TF-IDF baselines.
 """
 
 from __future__ import annotations
@@ -12,50 +13,76 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tunesmith.baselines import text_baselines
 from tunesmith.data.encode import EncodedDataset, encode_texts
 from tunesmith.data.labels import LabelMap
 from tunesmith.data.prepare import LabelledSplits, load_labelled_splits
-from tunesmith.evaluation.classification import METRIC_NAMES, classification_metrics, metric_mode
-from tunesmith.errors import RecipeError
+from tunesmith.evaluation.classification import BOUNDED_METRICS, METRIC_NAMES, classification_metrics, metric_mode
 from tunesmith.imbalance.configure import ImbalanceSetup, build_setup, collapse_message, predict_ids
 from tunesmith.imbalance.threshold import POSITIVE_KEY, read_threshold
-from tunesmith.models import load_for_classification
-from tunesmith.recipe import Recipe
+from tunesmith.imbalance.training import TrainingRows, rebalanced_loader, threshold_metric, tune_decision_threshold
+from tunesmith.inspection import check_failures, inspect_recipe, inspect_splits, save_report
+from tunesmith.models import load_for_classification, load_trained_classifier
 from tunesmith.tasks.base import Task
 
 
 class ClassificationTask(Task):
     name = "classification"
     metric_names = METRIC_NAMES
+    default_metric = "macro_f1"
+    bounded_metrics = BOUNDED_METRICS
+    summary_columns = ("loss", "accuracy", "macro_f1")
+    exportable = True
 
-    def __init__(self, recipe: Recipe):
-        self.recipe = recipe
+    def __init__(self, recipe):
+        super().__init__(recipe)
         self.labels: LabelMap | None = None
         self.splits: LabelledSplits | None = None
         self.imbalance: ImbalanceSetup | None = None  # the imbalance: section, set up by load_data
         self.positive: int | None = None  # binary tasks: the class PR-AUC and the threshold are about
         self.threshold: dict | None = None  # binary decision threshold (tunesmith_threshold in the model config)
+        self.inspection = None  # the data diagnostics' Report (inspection.py)
+        self.loader_note: str | None = None  # how the training loader re-samples / augments
         self.warn = lambda message: tqdm.write(f"warning: {message}")
-        metric = recipe.train.early_stopping.metric
-        if metric not in METRIC_NAMES:
-            raise RecipeError(
-                f"train.early_stopping.metric: '{metric}' is not a classification metric; "
-                f"choose one of {', '.join(METRIC_NAMES)}"
-            )
+        self._baselines: dict | None = None
 
     # ---- data -------------------------------------------------------------------------------
     def load_data(self) -> LabelledSplits:
         self.splits = load_labelled_splits(self.recipe.data, seed=self.recipe.train.seed)
         self.labels = self.splits.labels
         y_train = self.labels.encode(self.splits.train, source="train")
-        self.imbalance = build_setup(self.recipe.imbalance, self.labels, y_train,
-                                     self.recipe.train.early_stopping.metric)
+        self.imbalance = build_setup(self.recipe.imbalance, self.labels, y_train, self.stop_metric)
         self.positive = self.imbalance.positive
         return self.splits
 
+    def describe_splits(self, splits) -> str:
+        return f"{super().describe_splits(splits)}; {len(splits.labels)} labels: {', '.join(splits.labels.names)}"
+
+    def inspect_data(self, splits, tokenizer, echo) -> None:
+        """Balance, duplicates, leakage, lengths (inspection.py): warnings printed, inspect.fail_on stops."""
+        if not self.recipe.inspect.enabled:
+            return
+        self.inspection = inspect_splits(splits, self.recipe, tokenizer)
+        for finding in self.inspection.findings:
+            if finding.severity in ("error", "warning"):
+                echo(f"{finding.severity}: [{finding.code}] {finding.message}")
+        counts = self.inspection.to_dict()["summary"]
+        echo(f"inspect: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes "
+             f"(all in RUN/inspect.json; `tunesmith inspect RECIPE` shows them)")
+        check_failures(self.inspection)
+
+    def inspect_recipe(self, *, tokens: bool = True):
+        return inspect_recipe(self.recipe, tokens=tokens)
+
+    def inspect_summary(self) -> dict | None:
+        if self.inspection is None:
+            return None
+        return {**self.inspection.to_dict()["summary"],
+                "findings": [f"{f.severity}: {f.code}" for f in self.inspection.findings]}
+
     def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
         pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
-        labels = self.labels.encode(frame, source="data") if with_labels else None
+        labels = self.labels.encode(frame, source=frame.attrs.get("source", "data")) if with_labels else None
         return encode_texts(
             tokenizer, frame["text"].tolist(), pairs, max_length=self.recipe.train.max_length, labels=labels
         )
@@ -65,9 +92,17 @@ class ClassificationTask(Task):
             return None
         return {"max_length": self.recipe.train.max_length, "labels": list(self.labels.names)}  # names -> ids
 
-    def describe_splits(self, splits) -> str:
-        counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
-        return f"data: {counts} rows; {len(splits.labels)} labels: {', '.join(splits.labels.names)}"
+    def train_loader(self, loader, dataset, frame, tokenizer, echo):
+        """Re-sampled and/or augmented as the imbalance: section asks (imbalance/training.py)."""
+        rows = TrainingRows(dataset, frame["text"].tolist(),
+                            frame["text_pair"].fillna("").tolist() if "text_pair" in frame.columns else None,
+                            self.labels.encode(frame, source="train"))
+        loader, self.loader_note = rebalanced_loader(loader, rows, self.recipe.imbalance, self.imbalance, tokenizer,
+                                                     max_length=self.recipe.train.max_length,
+                                                     seed=self.recipe.train.seed)
+        if self.loader_note:
+            echo(f"imbalance: {self.loader_note}")
+        return loader
 
     # ---- model ------------------------------------------------------------------------------
     def load_model(self, model_dir: Path):
@@ -80,9 +115,12 @@ class ClassificationTask(Task):
             setattr(model.config, POSITIVE_KEY, self.labels.names[self.positive])
         return model, tokenizer
 
-    def use_trained_labels(self, model) -> None:
-        """For a model loaded from a finished run: its config carries the label map, and for a
-        binary task the positive class and any tuned decision threshold."""
+    def load_trained(self, model_dir: Path):
+        return load_trained_classifier(model_dir, trust_remote_code=self.recipe.trust_remote_code,
+                                       allow_pickle=self.recipe.allow_pickle)
+
+    def use_trained(self, model) -> None:
+        """The label map, and for a binary task the positive class and any tuned decision threshold."""
         self.labels = LabelMap.from_config(model.config.id2label)
         self.threshold = read_threshold(model.config)
         positive = (self.threshold or {}).get("label") or getattr(model.config, POSITIVE_KEY, None)
@@ -135,17 +173,54 @@ class ClassificationTask(Task):
                 self.warn(f"{desc}: {message}")
         return metrics
 
-    def baselines(self, split_name: str) -> dict:
-        """Reference points for this split, as the recipe's `baselines:` asks: the majority class and
-        TF-IDF + logistic regression (tunesmith/baselines/; fitted once, for every split)."""
-        if getattr(self, "_baselines", None) is None:
-            from tunesmith.baselines import text_baselines
+    def after_training(self, model, validation_loader, accelerator, run, echo) -> None:
+        """Binary tasks with imbalance.threshold.tune: choose the threshold on validation, apply it for the
+        final evaluation, and store it in RUN/model/config.json."""
+        if not self.recipe.imbalance.threshold.tune or self.positive is None:
+            return
+        probs, gold, _ = self.predict_probs(model, validation_loader, accelerator, desc="threshold")
+        record = tune_decision_threshold(probs, gold, self.positive, self.labels.names,
+                                         threshold_metric(self.recipe.imbalance, self.stop_metric),
+                                         model_dir=run.model_dir if accelerator.is_main_process else None)
+        self.threshold = record
+        echo(f"decision threshold for '{record['label']}': {record['value']:.4f} (validation {record['metric']} "
+             f"{record['score_at_0.5']:.4f} at 0.5 -> {record['score']:.4f}; validation scores below are "
+             f"optimistic, test scores are not)")
 
+    # ---- results ----------------------------------------------------------------------------
+    def baselines(self, split_names: list[str]) -> dict:
+        """The majority class and TF-IDF + logistic regression (baselines/; fitted once, for every split)."""
+        if self._baselines is None:
             self._baselines = text_baselines(self.recipe.baselines, self.splits, self.labels,
-                                             metric=self.recipe.train.early_stopping.metric,
-                                             seed=self.recipe.train.seed, positive=self.positive)
-        return self._baselines.get(split_name, {})
+                                             metric=self.stop_metric, seed=self.recipe.train.seed,
+                                             positive=self.positive)
+        return {name: self._baselines.get(name, {}) for name in split_names}
 
-    def headline(self, metrics: dict) -> dict:
-        """The few numbers printed in progress lines and the summary."""
-        return {k: metrics[k] for k in ("loss", "accuracy", "macro_f1") if k in metrics}
+    def extra_results(self, model, tokenizer, accelerator) -> dict:
+        """eval.json "imbalance" (loss, weights, sampling, threshold) and "inspect" (finding counts)."""
+        out = {}
+        if self.imbalance is not None:
+            out["imbalance"] = self.imbalance.summary()
+            if self.loader_note:
+                out["imbalance"]["train_loader"] = self.loader_note
+            if self.threshold:
+                out["imbalance"]["threshold"] = self.threshold
+        if self.inspection is not None:
+            out["inspect"] = self.inspect_summary()
+        return out
+
+    def save_artifacts(self, run, model, eval_loaders: dict, accelerator) -> None:
+        if self.inspection is not None:
+            save_report(self.inspection, run.path / "inspect.json")
+
+    # ---- using a finished run ---------------------------------------------------------------
+    @torch.no_grad()
+    def predictions(self, model, loader) -> dict:
+        """`prediction` (the label) and one `prob_<label>` column per label."""
+        probs = [torch.softmax(model(**batch).logits.float(), dim=-1) for batch in loader]
+        probs = torch.cat(probs).numpy() if probs else np.zeros((0, len(self.labels)))
+        names = self.labels.names
+        columns = {"prediction": [names[i] for i in self.predict_ids(probs)] if len(probs) else []}
+        for index, name in enumerate(names):
+            columns[f"prob_{name}"] = probs[:, index]
+        return columns

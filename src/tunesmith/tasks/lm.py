@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tunesmith.data.packing import IGNORE_INDEX, make_lm_loader
-from tunesmith.errors import ModelError, RecipeError
-from tunesmith.models import _one_line, _quiet_transformers, load_tokenizer
+from tunesmith.errors import RecipeError
+from tunesmith.models import load_for_causal_lm, max_positions
+from tunesmith.models.generation import generate_texts
 from tunesmith.tasks.base import Task
 
 log = logging.getLogger("tunesmith.tasks")
@@ -31,54 +32,23 @@ log = logging.getLogger("tunesmith.tasks")
 METRIC_NAMES = ("loss", "perplexity")
 
 
-def load_for_causal_lm(model_dir: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False):
-    """(AutoModelForCausalLM in fp32, tokenizer with a pad token, right padding)."""
-    from transformers import AutoModelForCausalLM
-
-    tokenizer = load_tokenizer(Path(model_dir), trust_remote_code, padding_side="right")
-    try:
-        with _quiet_transformers():
-            model = AutoModelForCausalLM.from_pretrained(
-                model_dir, dtype=torch.float32, local_files_only=True, trust_remote_code=trust_remote_code,
-                use_safetensors=None if allow_pickle else True)
-    except Exception as exc:
-        raise ModelError(f"cannot load {model_dir} as a causal language model (GPT-2, Llama, ...): "
-                         f"{_one_line(exc)}") from exc
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
-
-
-def max_positions(config) -> int | None:
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 class LMTask(Task):
     """Base of causal_lm and sft; subclasses read and encode their data and pick sample prompts."""
 
     name = "lm"
     metric_names = METRIC_NAMES
+    default_metric = "loss"
+    summary_columns = ("loss", "perplexity", "tokens")
+    inference = "generate"
     chat = False  # samples and `tunesmith generate` format prompts as chat turns
 
     def __init__(self, recipe):
-        self.recipe = recipe
+        super().__init__(recipe)
         self.lm = recipe.lm
         self.splits = None
         self.before: dict[str, dict] = {}
         self.samples: list[dict] = []
         self.stats: dict[str, dict] = {}  # per split, what encode counted (eval.json "lm")
-        stop = recipe.train.early_stopping
-        if "metric" not in stop.model_fields_set and stop.metric == "macro_f1":
-            stop.metric = "loss"  # the schema's default is a classification metric
-        elif stop.metric not in METRIC_NAMES:
-            raise RecipeError(f"train.early_stopping.metric: '{stop.metric}' is not a {self.name} metric; "
-                              f"choose one of {', '.join(METRIC_NAMES)}")
 
     @property
     def block_size(self) -> int:
@@ -112,6 +82,10 @@ class LMTask(Task):
         return make_lm_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)
 
     # ---- model ------------------------------------------------------------------------------
+    def load_trained(self, model_dir: Path):
+        return load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
+                                  allow_pickle=self.recipe.allow_pickle)
+
     def load_model(self, model_dir: Path):
         model, tokenizer = load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
                                               allow_pickle=self.recipe.allow_pickle)
@@ -152,9 +126,6 @@ class LMTask(Task):
         loss = loss_sum / count if count else float("nan")
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)) if count else float("nan"), "tokens": count}
 
-    def headline(self, metrics: dict) -> dict:
-        return {k: metrics[k] for k in ("loss", "perplexity") if k in metrics}
-
     # ---- before / after ---------------------------------------------------------------------
     def before_training(self, model, tokenizer, eval_loaders: dict, accelerator) -> None:
         """The pretrained model: held-out loss/perplexity, and generations from the sample prompts."""
@@ -165,9 +136,9 @@ class LMTask(Task):
             texts = self._generate(accelerator.unwrap_model(model), tokenizer, [p["prompt"] for p in prompts])
             self.samples = [{**p, "before": text} for p, text in zip(prompts, texts)]
 
-    def baselines(self, split_name: str) -> dict:
-        """The pretrained model on this split (before any training)."""
-        return {"pretrained": self.before[split_name]} if split_name in self.before else {}
+    def baselines(self, split_names: list[str]) -> dict:
+        """The pretrained model on each held-out split (before any training)."""
+        return {name: {"pretrained": self.before[name]} for name in split_names if name in self.before}
 
     def extra_results(self, model, tokenizer, accelerator) -> dict:
         """eval.json additions: generations of the best model next to the pretrained ones, token counts."""
@@ -204,15 +175,6 @@ class LMTask(Task):
         return None
 
     def _generate(self, model, tokenizer, prompts: list[str]) -> list[str]:
-        from tunesmith.generate import generate_texts
-
         return generate_texts(model, tokenizer, prompts, chat_template=self.chat_template(tokenizer),
                               max_new_tokens=self.lm.sample_max_new_tokens, temperature=0.0,
                               seed=self.recipe.train.seed)
-
-    # ---- terminal summary -------------------------------------------------------------------
-    @staticmethod
-    def print_summary(result: dict) -> None:
-        from tunesmith.lm_console import print_lm_summary
-
-        print_lm_summary(result)

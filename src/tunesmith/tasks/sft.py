@@ -32,12 +32,16 @@ class SFTTask(LMTask):
     def __init__(self, recipe):
         super().__init__(recipe)
         self.template: str | None = None
+        self.columns: dict | None = None  # the columns found in the file (Alpaca or messages)
 
     def load_data(self):
-        self.splits, columns = load_conversation_splits(self.recipe.data, seed=self.recipe.train.seed)
-        if dict(self.recipe.data.columns) != columns:
-            self.recipe.data.columns = columns  # the resolved recipe records the columns found in the file
+        self.splits, self.columns = load_conversation_splits(self.recipe.data, seed=self.recipe.train.seed)
         return self.splits
+
+    def derived_settings(self) -> dict:
+        """The resolved recipe records the columns found in the file."""
+        found = {"data.columns": self.columns} if self.columns is not None else {}
+        return {**super().derived_settings(), **found}
 
     def load_model(self, model_dir):
         model, tokenizer = super().load_model(model_dir)
@@ -69,7 +73,7 @@ class SFTTask(LMTask):
                         split, truncated, stats["conversations"], self.limit,
                         f"; {dropped} kept no answer token and were dropped" if dropped else "")
 
-    def encode(self, frame, tokenizer) -> EncodedDataset:
+    def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
         render = renderer(tokenizer, self.chat_template(tokenizer))
         limit = self.limit
         examples, truncated, dropped = [], 0, 0

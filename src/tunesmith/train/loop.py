@@ -98,14 +98,10 @@ def train_loop(
             for batch in checkpoints.batches(train_loader, state) if checkpoints else train_loader:
                 state.batches_in_epoch += 1
                 with accelerator.accumulate(model):
-                    with accelerator.autocast():  # bf16 under train.precision bf16 (or auto on such hardware)
-                        loss = compute_loss(model, batch)
+                    loss = forward_loss(accelerator, compute_loss, model, batch)
                     # train.on_nan: skip reads the loss now (raises past max_nan_skips); stop checks it at flush()
                     finite = plan.on_nan != "skip" or _skip_if_not_finite(loss, state, plan, checkpoints, log)
-                    if finite:
-                        accelerator.backward(loss)
-                    if accelerator.sync_gradients and plan.max_grad_norm:
-                        accelerator.clip_grad_norm_(model.parameters(), plan.max_grad_norm)
+                    backward_and_clip(accelerator, model, loss if finite else None, plan.max_grad_norm)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 if finite:
@@ -141,6 +137,20 @@ def train_loop(
     if state.stop_reason is None:
         state.stop_reason = f"finished the budget of {plan.total_steps} steps ({_epoch(state, plan):g} epochs)"
     return state
+
+
+def forward_loss(accelerator, compute_loss: Callable, model, batch) -> torch.Tensor:
+    """The training forward of one batch: bf16 autocast under train.precision bf16 (or auto on such hardware)."""
+    with accelerator.autocast():
+        return compute_loss(model, batch)
+
+
+def backward_and_clip(accelerator, model, loss: torch.Tensor | None, max_grad_norm: float | None) -> None:
+    """Backward of `loss` (None: a skipped batch) and, at an optimizer step, gradient clipping."""
+    if loss is not None:
+        accelerator.backward(loss)
+    if accelerator.sync_gradients and max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
 
 
 class Pending:

@@ -7,7 +7,7 @@ import math
 import torch
 from transformers import get_scheduler
 
-from tunesmith.recipe import TrainSpec
+from tunesmith.config.recipe import TrainSpec
 
 # `fused` is passed only where torch has a fused kernel (one kernel over all parameters instead of a Python
 # loop over tensors): on the reference CPU it cut a MiniLM AdamW step from ~300 ms to ~240 ms (docs/benchmarks.md)

@@ -2,7 +2,7 @@
 
 It answers "did the pretrained weights help?". The model directory's config is instantiated with fresh
 weights (AutoConfig + the config's own architecture class, seeded with train.seed), saved next to the
-tokenizer in a temporary directory, and `run.finetune` trains it with the run's recipe: same data,
+tokenizer in a temporary directory, and `finetune` trains it with the run's recipe: same data,
 splits, epochs/max_steps, optimizer, schedule and early stopping. Only the model, the output directory
 (RUN/baselines/scratch, a run directory of its own with metrics.jsonl for the curves), the
 baselines/report sections (off, so it does not recurse) and the method differ: random weights are all
@@ -16,14 +16,19 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import torch
+import transformers
+from transformers import AutoConfig, AutoModel
+
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.models import resolve_model
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
 SUBDIR = Path("baselines") / "scratch"
 
 
 def scratch_recipe(recipe, model_dir: Path, output: Path):
     """The run's recipe with another model and output, and no baselines, report or trackers of its own."""
-    from tunesmith.recipe import validate_recipe
-
     raw = recipe.model_dump(mode="json")
     raw["model"] = str(model_dir)
     raw["output"] = str(output)
@@ -39,10 +44,6 @@ def scratch_recipe(recipe, model_dir: Path, output: Path):
 
 def random_init_dir(model_dir: Path, dest: Path, *, seed: int, trust_remote_code: bool = False) -> Path:
     """Write `model_dir`'s architecture with random weights, plus its tokenizer files, to `dest`."""
-    import torch
-    import transformers
-    from transformers import AutoConfig, AutoModel
-
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
     architecture = (getattr(config, "architectures", None) or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
@@ -59,11 +60,9 @@ def random_init_dir(model_dir: Path, dest: Path, *, seed: int, trust_remote_code
     return dest
 
 
-def train_from_scratch(recipe, run_path: Path, *, echo: Callable[[str], None] = print) -> dict:
-    """Train the scratch baseline into RUN/baselines/scratch -> {"splits": {split: metrics}, "run": {...}}."""
-    from tunesmith.models import resolve_model
-    from tunesmith.run import finetune
-
+def train_from_scratch(recipe, run_path: Path, *, finetune: Callable, echo: Callable[[str], None] = print) -> dict:
+    """Train the scratch baseline into RUN/baselines/scratch with `finetune` (recipes/finetune.py)
+    -> {"splits": {split: metrics}, "run": {...}}."""
     run_path = Path(run_path)
     output = run_path / SUBDIR
     output.parent.mkdir(parents=True, exist_ok=True)

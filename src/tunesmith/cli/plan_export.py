@@ -29,9 +29,9 @@ def add_parsers(commands) -> None:
 def cmd_plan(args) -> int:
     import json
 
-    from tunesmith.console import console
-    from tunesmith.plan import parse_duration, parse_memory, plan, print_plan
-    from tunesmith.recipe import load_recipe
+    from tunesmith.cli.tables import console, print_plan
+    from tunesmith.config.recipe import load_recipe
+    from tunesmith.recipes.plan import parse_duration, parse_memory, plan
 
     time_budget = parse_duration(args.time_budget) if args.time_budget else None
     memory_budget = parse_memory(args.memory_budget) if args.memory_budget else None
@@ -47,10 +47,11 @@ def cmd_plan(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tunesmith.console import console
-    from tunesmith.export import export_run
+    from tunesmith.cli.tables import console, print_export_report
+    from tunesmith.recipes.export import export_run
 
-    export_run(args.run, args.export_format, output=args.output, max_drop=args.max_drop, echo=console.print)
+    report = export_run(args.run, args.export_format, output=args.output, max_drop=args.max_drop,
+                        echo=console.print, show=print_export_report)
     return 0
 
 

@@ -14,13 +14,14 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tunesmith.baselines import BaselinesSpec
+from tunesmith.config.baselines import BaselinesSpec
 from tunesmith.errors import RecipeError
-from tunesmith.imbalance.config import ImbalanceSpec, InspectSpec
-from tunesmith.lm_recipe import LMSpec
-from tunesmith.methods.spec import MethodSpec
-from tunesmith.report import ReportSpec
-from tunesmith.train.checkpoint_spec import CheckpointSpec, Resume
+from tunesmith.config.imbalance import ImbalanceSpec, InspectSpec
+from tunesmith.config.lm import LMSpec
+from tunesmith.config.method import MethodSpec
+from tunesmith.config.regression import RegressionSpec
+from tunesmith.config.report import ReportSpec
+from tunesmith.config.checkpoint import CheckpointSpec, Resume
 
 
 class Section(BaseModel):
@@ -49,7 +50,9 @@ class DataSpec(Section):
     train: str
     format: Literal["csv", "tsv", "jsonl", "json", "parquet", "txt"] | None = None
     header: bool | None = None
-    columns: dict[str, Union[str, int]] = Field(default_factory=lambda: {"text": "text", "label": "label"})
+    columns: dict[str, Union[str, int, list[Union[str, int]]]] = Field(
+        default_factory=lambda: {"text": "text", "label": "label"},
+        description="role -> column name or 0-based index; regression: label may list several target columns")
     quoting: Literal["auto", "minimal", "none"] = "auto"
     delimiter: str | None = None
     encoding: str = "utf-8"
@@ -72,13 +75,18 @@ class DataSpec(Section):
         unknown = set(value) - set(roles)
         if unknown:
             raise ValueError(f"unknown column role {sorted(unknown)[0]!r}; roles are {', '.join(roles)}")
+        listed = [role for role, column in value.items() if isinstance(column, list) and role != "label"]
+        if listed:
+            raise ValueError(f"'{listed[0]}' names one column; only label may list several (regression targets)")
+        if isinstance(value.get("label"), list) and not value["label"]:
+            raise ValueError("label: an empty list of target columns")
         if "text" not in value and "messages" not in value and not {"instruction", "output"} <= set(value):
             raise ValueError("needs a 'text' column (sft: 'instruction' and 'output', or 'messages')")
         return value
 
 
 class EarlyStopping(Section):
-    metric: str = "macro_f1"
+    metric: str | None = Field(None, description="default: the task's own (classification macro_f1, language models loss)")
     patience: int | None = Field(None, ge=1, description="evaluations without improvement before stopping")
     target: float | None = None
     min_delta: float = Field(0.0, ge=0)
@@ -118,13 +126,14 @@ class TrainSpec(Section):
 
 class Recipe(Section):
     model: str
-    task: Literal["classification", "causal_lm", "sft"] = "classification"
+    task: str = Field("classification", description="a name in tunesmith.tasks.TASKS; checked by make_task")
     data: DataSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     output: str = "runs/latest"
     trust_remote_code: bool = False
     allow_pickle: bool = False
     lm: LMSpec = Field(default_factory=LMSpec)  # causal_lm / sft settings (tunesmith/lm_recipe.py)
+    regression: RegressionSpec = Field(default_factory=RegressionSpec)  # task: regression (loss, scaling)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)  # classification (tunesmith/imbalance/config.py)
     inspect: InspectSpec = Field(default_factory=InspectSpec)  # data diagnostics before training (tunesmith/inspection.py)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # tunesmith/train/checkpoint_spec.py

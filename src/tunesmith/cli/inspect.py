@@ -43,17 +43,18 @@ def cmd_inspect(args) -> int:
     import json
     from pathlib import Path
 
-    from tunesmith.console import console
+    from tunesmith.cli.tables import print_inspection
+    from tunesmith.config.imbalance import FINDING_CODES
     from tunesmith.errors import RecipeError
-    from tunesmith.imbalance.config import FINDING_CODES
-    from tunesmith.inspection import _finite, _plain, inspect_files, inspect_recipe, print_report, save_report
+    from tunesmith.inspection import inspect_files, report_json, save_report
+    from tunesmith.tasks import make_task
 
     target = Path(args.target)
     if target.suffix.lower() in (".yaml", ".yml"):
-        from tunesmith.recipe import load_recipe
+        from tunesmith.config.recipe import load_recipe
 
         overrides = list(args.overrides) + [f"inspect.fail_on={json.dumps(args.fail_on)}"] * bool(args.fail_on)
-        report = inspect_recipe(load_recipe(target, overrides), tokens=not args.no_tokens)
+        report = make_task(load_recipe(target, overrides)).inspect_recipe(tokens=not args.no_tokens)
     else:
         unknown = [code for code in args.fail_on if code not in FINDING_CODES]
         if unknown:
@@ -66,9 +67,9 @@ def cmd_inspect(args) -> int:
             model=None if args.no_tokens else args.model, max_length=args.max_length, fail_on=args.fail_on,
         )
     if args.json:
-        print(json.dumps(_finite(report.to_dict()), indent=2, default=_plain))
+        print(report_json(report))
     else:
-        print_report(report, console)
+        print_inspection(report)
     if args.output:
         save_report(report, Path(args.output))
     return EXIT_FINDINGS if report.of("error") else 0

@@ -113,42 +113,13 @@ def _get(mapping: dict, *keys):
     return mapping
 
 
-def _show(value) -> str:
+def show_value(value) -> str:
     from tunesmith.report.html import fmt
 
     return MISSING if value is None else fmt(value)
 
 
 # ---- terminal ---------------------------------------------------------------------------------------------
-
-
-def print_compare(runs) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from tunesmith.console import console
-
-    labels = run_labels(runs)
-    differences = recipe_differences([run.recipe for run in runs])
-    table = Table(title="recipe differences", title_justify="left")
-    table.add_column("key", no_wrap=True)
-    for label in labels:
-        table.add_column(label, overflow="fold")
-    for row in differences:
-        table.add_row(escape(row.label), *(escape(_show(v)) for v in row.values))
-    if differences:
-        console.print(table)
-    else:
-        console.print("recipe differences: none (apart from output)")
-    table = Table(title="metrics (best model of each run)", title_justify="left")
-    table.add_column("", no_wrap=True)
-    for label in labels:
-        table.add_column(label, justify="right", overflow="fold")
-    for row in metric_rows(runs):
-        best = row.best_index()
-        table.add_row(escape(row.label), *(f"[bold]{escape(_show(v))}[/bold]" if i in best else escape(_show(v))
-                                           for i, v in enumerate(row.values)))
-    console.print(table)
 
 
 # ---- HTML -------------------------------------------------------------------------------------------------
@@ -165,7 +136,7 @@ def compare_html(runs) -> str:
         body = []
         for row in rows:
             best = row.best_index()
-            cells = "".join(f'<td{" class=best" if i in best else ""}>{esc(_show(v))}</td>'
+            cells = "".join(f'<td{" class=best" if i in best else ""}>{esc(show_value(v))}</td>'
                             for i, v in enumerate(row.values))
             body.append(f"<tr><td>{esc(row.label)}</td>{cells}</tr>")
         return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -13,7 +13,7 @@ def add_parsers(commands) -> None:
 
 
 def cmd_report(args) -> int:
-    from tunesmith.console import console
+    from tunesmith.cli.tables import console
     from tunesmith.report import write_report
 
     path = write_report(args.run)
@@ -22,8 +22,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from tunesmith.compare import load_runs, print_compare, write_compare_html
-    from tunesmith.console import console
+    from tunesmith.cli.tables import console, print_compare
+    from tunesmith.report.compare import load_runs, write_compare_html
 
     runs = load_runs(args.runs)
     print_compare(runs)

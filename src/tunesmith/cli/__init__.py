@@ -1,4 +1,9 @@
-"""Command line: parse arguments, call one function per command, turn errors into one line + exit 2."""
+"""Command line: parse arguments, call one function per command, turn errors into one line + exit 2.
+
+Every command lives in this package: train, predict, evaluate, generate, models (here); inspect (cli/inspect.py);
+report, compare (cli/report.py); plan, export (cli/plan_export.py). Every table they print is cli/tables.py.
+Heavy modules (torch, transformers) are imported inside the commands, after the recipe is validated, so a bad
+recipe fails fast."""
 
 from __future__ import annotations
 
@@ -8,17 +13,18 @@ import sys
 from pathlib import Path
 
 from tunesmith.errors import TrainingInterrupted, TunesmithError
-from tunesmith.inspect_command import add_parser as add_inspect_parser
-from tunesmith.inspect_command import cmd_inspect
-from tunesmith.report_commands import COMMANDS as REPORT_COMMANDS
-from tunesmith.report_commands import add_parsers as add_report_parsers
-from tunesmith.plan_export_commands import COMMANDS as PLAN_EXPORT_COMMANDS
-from tunesmith.plan_export_commands import add_parsers as add_plan_export_parsers
+from tunesmith.cli.inspect import add_parser as add_inspect_parser
+from tunesmith.cli.inspect import cmd_inspect
+from tunesmith.cli.plan_export import COMMANDS as PLAN_EXPORT_COMMANDS
+from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
+from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
+from tunesmith.cli.report import add_parsers as add_report_parsers
+from tunesmith.cli.tables import fail
 
 EXIT_USER_ERROR = 2
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line on stderr and exit status 2, like every other user error."""
 
     def error(self, message: str):
@@ -26,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tunesmith", description="Fine-tune pretrained transformers on your own data.")
+    parser = Parser(prog="tunesmith", description="Fine-tune pretrained transformers on your own data.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="fine-tune a model from a YAML recipe")
@@ -61,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
                           help="format the prompt as a user turn with the chat template (default: yes for sft runs)")
 
-    add_inspect_parser(commands)  # tunesmith/inspect_command.py
-    add_report_parsers(commands)  # report, compare: tunesmith/report_commands.py
-    add_plan_export_parsers(commands)  # plan, export: tunesmith/plan_export_commands.py
+    add_inspect_parser(commands)  # cli/inspect.py
+    add_report_parsers(commands)  # report, compare: cli/report.py
+    add_plan_export_parsers(commands)  # plan, export: cli/plan_export.py
     commands.add_parser("models", help="list the packaged models")
     return parser
 
@@ -78,14 +84,14 @@ def _add_read_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    from tunesmith.console import print_training_summary
-    from tunesmith.recipe import load_recipe
+    from tunesmith.cli.tables import print_training_summary
+    from tunesmith.config.recipe import load_recipe
 
     overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
     overrides += ["resume=true"] if args.resume else []
     recipe = load_recipe(args.recipe, overrides)  # before the heavy imports: a bad recipe fails fast
 
-    from tunesmith.run import finetune
+    from tunesmith.recipes.finetune import finetune
 
     print_training_summary(finetune(recipe))
     return 0
@@ -100,8 +106,8 @@ def _read_overrides(args, run) -> dict:
 
 
 def cmd_predict(args) -> int:
-    from tunesmith.console import console, print_predictions
-    from tunesmith.predict import TrainedRun
+    from tunesmith.cli.tables import console, print_predictions
+    from tunesmith.recipes.predict import TrainedRun
     from tunesmith.writers import write_table
 
     run = TrainedRun(args.run)
@@ -120,12 +126,12 @@ def cmd_predict(args) -> int:
 def cmd_evaluate(args) -> int:
     import json
 
-    from tunesmith.console import console, print_evaluation
-    from tunesmith.predict import TrainedRun
+    from tunesmith.cli.tables import console, print_evaluation
+    from tunesmith.recipes.predict import TrainedRun
 
     run = TrainedRun(args.run)
     metrics = run.evaluate_file(args.data, **_read_overrides(args, run))
-    print_evaluation(args.data, metrics)
+    print_evaluation(args.data, metrics, run.task.summary_columns)
     if args.output:
         Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n")
         console.print(f"wrote metrics to {args.output}")
@@ -133,7 +139,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from tunesmith.console import print_models
+    from tunesmith.cli.tables import print_models
     from tunesmith.models import describe_models
 
     print_models(describe_models())
@@ -141,7 +147,8 @@ def cmd_models(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from tunesmith.generate import TrainedLM, print_generations
+    from tunesmith.cli.tables import print_generations
+    from tunesmith.recipes.generate import TrainedLM
 
     run = TrainedLM(args.run)
     texts = run.generate(args.prompt, chat=args.chat, max_new_tokens=args.max_new_tokens,
@@ -160,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     args = build_parser().parse_args(argv)
-    from tunesmith.console import fail
-
     try:
         _quiet_libraries()
         return COMMANDS[args.command](args)

@@ -76,17 +76,13 @@ def load_export(path, trust_remote_code: bool = False):
     """(model, tokenizer) for an export directory; the model answers `model(**batch).logits`."""
     from transformers import AutoConfig
 
-    from tunesmith.models import load_for_classification, load_tokenizer
+    from tunesmith.models import load_tokenizer, load_trained_classifier
 
     path = Path(path)
     manifest = read_manifest(path)
     fmt = manifest.get("format")
     if fmt == "merged":
-        labels = json.loads((path / "config.json").read_text()).get("id2label") or {}
-        id2label = {int(k): v for k, v in labels.items()}
-        return load_for_classification(path, num_labels=len(id2label), id2label=id2label,
-                                       label2id={v: k for k, v in id2label.items()},
-                                       trust_remote_code=trust_remote_code)
+        return load_trained_classifier(path, trust_remote_code=trust_remote_code)
     if fmt in ("onnx", "int8"):
         if not (path / ONNX_FILE).is_file():
             raise RunError(f"{path}: {ONNX_FILE} is missing from this {fmt} export")

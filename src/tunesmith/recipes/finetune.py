@@ -1,0 +1,231 @@
+"""One fine-tuning run in three phases, as torchtune's recipes are: set-up, train, finish.
+
+    run = FineTune(recipe)
+    run.setup()     # task, data, model + method, token cache, loaders, optimizer, schedule, Accelerate, checkpoints
+    run.train()     # the loop (train/loop.py); the best model is saved whenever it improves
+    run.finish()    # best weights reloaded, final evaluations, baselines, eval.json, report
+
+`finetune(recipe)` is what `tunesmith train` calls. The set-up functions `prepare_data` and `prepare_model`
+are the ones `tunesmith plan` measures with (recipes/plan.py), so plan measures what a run does. The recipe
+is read, never written; the task's derived settings go to RUN/recipe.yaml through `task.resolved_recipe()`.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+import transformers
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+
+from tunesmith import __version__
+from tunesmith.artifacts import RunDir
+from tunesmith.data.token_cache import encode_splits
+from tunesmith.methods import apply_method
+from tunesmith.methods.measure import peak_memory
+from tunesmith.models import check_weights_safe, resolve_model
+from tunesmith.recipes.baselines import collect_baselines
+from tunesmith.report import write_report
+from tunesmith.tasks import make_task
+from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
+from tunesmith.train.checkpoint import Checkpointer, finished_result
+from tunesmith.train.loop import plan_steps, train_loop
+from tunesmith.train.optim import build_optimizer, build_schedule
+from tunesmith.train.precision import make_accelerator, prepare_for_training
+from tunesmith.train.stopping import EarlyStopper
+
+
+def finetune(recipe, *, echo=print) -> dict:
+    """Run the recipe; return the final results (also written to RUN/eval.json)."""
+    if recipe.resume and (done := finished_result(RunDir(recipe.output))) is not None:
+        echo(f"note: {recipe.output} already finished (eval.json, no checkpoint left): nothing to resume")
+        return done
+    run = FineTune(recipe, echo=echo)
+    run.setup()
+    run.train()
+    return run.finish()
+
+
+def prepare_data(recipe, echo=print):
+    """(task, splits): the recipe's data read, validated and split before any model is loaded."""
+    task = make_task(recipe)
+    splits = task.load_data()
+    for note in splits.notes:
+        echo(f"note: {note}")
+    echo(task.describe_splits(splits))
+    return task, splits
+
+
+def prepare_model(recipe, task, echo=print):
+    """(model, tokenizer, applied method): the pretrained model with the task's head, the method applied
+    (full / freeze / bitfit / lora / dora) before any optimizer sees the parameters."""
+    model_dir = resolve_model(recipe.model)
+    check_weights_safe(model_dir, allow_pickle=recipe.allow_pickle)
+    set_seed(recipe.train.seed)
+    model, tokenizer = task.load_model(model_dir)
+    model, method = apply_method(model, recipe.method)
+    echo(method.describe())
+    return model, tokenizer, method
+
+
+@dataclass
+class Loaders:
+    train: object
+    held_out: dict  # {"validation": loader, "test": loader}
+
+
+class FineTune:
+    def __init__(self, recipe, *, echo=print):
+        self.recipe = recipe
+        self.echo = echo
+        self.run = RunDir(recipe.output)
+        self.started = time.perf_counter()
+
+    # ---- 1. set-up --------------------------------------------------------------------------
+    def setup(self) -> None:
+        recipe, settings = self.recipe, self.recipe.train
+        self.trackers = make_trackers(recipe)  # report.trackers; checked before any data loads
+        self.task, self.splits = prepare_data(recipe, self.echo)
+        self.model, self.tokenizer, self.method = prepare_model(recipe, self.task, self.echo)
+        self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
+        self.datasets = encode_splits(self.task, self.splits.frames(), self.tokenizer,
+                                      enabled=recipe.data.cache_tokenized, echo=self.echo)
+        loaders = self._loaders()
+        self.accelerator = make_accelerator(settings.precision, gradient_accumulation_steps=settings.grad_accumulation,
+                                            log_with=self.trackers or None)
+        self.plan = plan_steps(len(loaders.train), settings)
+        self.optimizer = build_optimizer(self.model, settings)
+        self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)
+        # mixed precision covers the training forward only: every evaluation runs in fp32, so their numbers compare
+        self.model, self.optimizer, train_loader, *held_out = prepare_for_training(
+            self.accelerator, self.model, self.optimizer, loaders.train, *loaders.held_out.values())
+        self.loaders = Loaders(train_loader, dict(zip(loaders.held_out, held_out)))
+        stop = settings.early_stopping
+        metric = self.task.stop_metric
+        self.stopper = EarlyStopper(metric, self.task.metric_mode(metric), stop.patience, stop.target, stop.min_delta)
+        self.checkpoints = Checkpointer(
+            self.run, recipe, model=self.model, optimizer=self.optimizer, schedule=self.schedule,
+            accelerator=self.accelerator, stopper=self.stopper, plan=self.plan, train_loader=train_loader,
+            train_data=self.datasets["train"], echo=self.echo)
+
+    def _loaders(self) -> Loaders:
+        settings, task = self.recipe.train, self.task
+        train = task.make_loader(self.datasets["train"], self.tokenizer, batch_size=settings.batch_size,
+                                 seed=settings.seed, order="grouped" if settings.group_by_length else "shuffle")
+        train = task.train_loader(train, self.datasets["train"], self.splits.train, self.tokenizer, self.echo)
+        eval_batch = settings.eval_batch_size or settings.batch_size * 2
+        held_out = {name: task.make_loader(ds, self.tokenizer, batch_size=eval_batch, order="by_length")
+                    for name, ds in self.datasets.items() if name != "train"}
+        return Loaders(train, held_out)
+
+    # ---- 2. train ---------------------------------------------------------------------------
+    def train(self) -> None:
+        run, plan, accelerator = self.run, self.plan, self.accelerator
+        self.checkpoints.start(self.recipe.resume)  # creates RUN; resuming, picks the newest valid checkpoint
+        run.write_recipe(self.task.resolved_recipe().model_copy(update={"resume": False}))
+        log = self.log = start_tracking(accelerator, self.recipe, run.log)  # run.log (+ trackers)
+        self.echo(f"training {plan.total_steps} steps ({plan.steps_per_epoch}/epoch) on {accelerator.device}, "
+                  f"evaluating every {plan.eval_every} steps; run directory: {run.path}")
+        validation = self.loaders.held_out["validation"]
+        self.task.before_training(self.model, self.tokenizer, self.loaders.held_out, accelerator)
+        with self.checkpoints.signals():  # SIGINT/SIGTERM: checkpoint at the end of the step, then stop
+            self.state = train_loop(
+                model=self.model, optimizer=self.optimizer, schedule=self.schedule,
+                train_loader=self.loaders.train, accelerator=accelerator, plan=plan, stopper=self.stopper,
+                compute_loss=self.task.compute_loss,
+                evaluate=lambda: self.task.evaluate(self.model, validation, accelerator, desc="validation"),
+                on_best=self._save_best, log=log, checkpoints=self.checkpoints, state=self.checkpoints.restore(),
+            )
+        self.train_seconds = time.perf_counter() - self.state.started  # summed over a resumed run's processes
+
+    def _save_best(self, record: dict) -> None:
+        if self.accelerator.is_main_process:  # LoRA: RUN/adapter during training, merged RUN/model at the end
+            self.method.save(self.accelerator.unwrap_model(self.model), self.tokenizer, self.run)
+
+    # ---- 3. finish --------------------------------------------------------------------------
+    def finish(self) -> dict:
+        task, run, accelerator, state = self.task, self.run, self.accelerator, self.state
+        accelerator.wait_for_everyone()
+        model = self.method.load_best(accelerator.unwrap_model(self.model), run, load_best_weights, self.tokenizer)
+        task.after_training(model, self.loaders.held_out["validation"], accelerator, run, self.echo)
+        final = {name: task.evaluate(model, loader, accelerator, desc=name)
+                 for name, loader in self.loaders.held_out.items()}
+        for name, metrics in final.items():
+            self.log({"type": "eval", "split": name, "step": self.stopper.best_step, "final": True, **metrics})
+        result = {
+            "task": task.name,
+            "model": self.recipe.model,
+            "best": {"metric": self.stopper.metric, "value": self.stopper.best, "step": self.stopper.best_step},
+            "stop_reason": state.stop_reason,
+            "steps": state.step,
+            "epochs": round(state.step / self.plan.steps_per_epoch, 4),
+            **final,
+            "summary_columns": list(task.summary_columns),
+            "baselines": collect_baselines(self.recipe, task, list(final), run, finetune=finetune, echo=self.echo),
+            "data": {name: len(ds) for name, ds in self.datasets.items()},
+            "sources": self.splits.sources,
+            "timing": timing(state, time.perf_counter() - self.started, self.train_seconds),
+            "environment": environment(accelerator),
+            "method": self.method.summary(),  # trainable vs total parameters
+            "memory": peak_memory(accelerator.device),  # peak RSS (CPU) / peak allocated (GPU)
+            "model_dir": str(run.model_dir),
+        }
+        result.update(task.extra_results(model, self.tokenizer, accelerator))
+        finish_tracking(accelerator)
+        if accelerator.is_main_process:
+            task.save_artifacts(run, model, self.loaders.held_out, accelerator)
+            run.write_eval(result)
+            self.checkpoints.finish()  # RUN/checkpoints removed unless checkpoint.keep_on_finish
+            if self.recipe.report.html:
+                result["report"] = write_report_safely(run, self.echo)
+        return result
+
+
+def write_report_safely(run: RunDir, echo) -> str | None:
+    """RUN/report.html; training already succeeded, so a failure here is reported, not raised."""
+    try:
+        return str(write_report(run.path))
+    except Exception as exc:  # noqa: BLE001 - the model and eval.json are written; `tunesmith report` retries
+        echo(f"warning: report.html not written ({type(exc).__name__}: {exc}); retry with: tunesmith report {run.path}")
+        return None
+
+
+def timing(state, total_seconds: float, loop_seconds: float) -> dict:
+    """Training throughput counts only the training steps, not the evaluations between them."""
+    train_s = max(loop_seconds - state.eval_seconds, 1e-9)
+    return {
+        "total_s": round(total_seconds, 2), "train_s": round(train_s, 2), "eval_s": round(state.eval_seconds, 2),
+        "train_samples_per_s": round(state.samples / train_s, 2),
+        "train_tokens_per_s": round(state.tokens / train_s, 1),
+        "tokens": state.tokens, "padded_tokens": state.padded_tokens,
+        "padding_fraction": round(1 - state.tokens / max(state.padded_tokens, 1), 4),
+    }
+
+
+def load_best_weights(model, run: RunDir) -> None:
+    weights = sorted(run.model_dir.glob("*.safetensors"))
+    state = {}
+    for path in weights:
+        state.update(load_file(str(path)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # tied weights (e.g. decoder embeddings) are saved once; anything else missing is a bug
+    missing = [k for k in missing if k not in tied_names(model)]
+    if missing or unexpected:
+        raise RuntimeError(f"best checkpoint does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def tied_names(model) -> set[str]:
+    tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or {}
+    return set(tied if not isinstance(tied, dict) else list(tied.keys()) + list(tied.values()))
+
+
+def environment(accelerator) -> dict:
+    return {
+        "tunesmith": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+        "python": platform.python_version(), "device": str(accelerator.device),
+        "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
+        "precision": "bf16" if accelerator.mixed_precision == "bf16" else "fp32",
+    }

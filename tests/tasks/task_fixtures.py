@@ -1,0 +1,48 @@
+"""One small, learnable data set and recipe per registered task, for the registry-driven test matrix
+(tests/tasks/test_task_matrix.py). Registering a task without an entry here fails the matrix: a new task
+is tested the moment it is registered."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from lm_helpers import lm_recipe, number_rows, shakespeare_slice, write_json
+from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
+
+
+def classification(models: dict, root: Path) -> dict:
+    train = write_csv(root / "train.csv", sentiment_rows(48, seed=1))
+    return {"model_dir": models["bert"], "raw": tiny_recipe(models["bert"], train, root / "run", epochs=2),
+            "predict_text": "great wonderful movie"}
+
+
+def regression(models: dict, root: Path) -> dict:
+    """The target counts the positive words of each row (0 to 3), plus a little noise."""
+    rng = random.Random(0)
+    lines = ["score,text"]
+    for _ in range(60):
+        label, text = sentiment_rows(1, seed=rng.randrange(10**6))[0]
+        score = sum(word in ("great", "excellent", "wonderful", "love") for word in text.split())
+        lines.append(f"{score + rng.random() * 0.1:.3f},{text}")
+    train = root / "scores.csv"
+    train.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    raw = tiny_recipe(models["bert"], train, root / "run", epochs=2, early_stopping={"metric": "pearson"})
+    raw.update(task="regression")
+    raw["data"].update(columns={"text": "text", "label": "score"}, validation={"split": 0.25})
+    return {"model_dir": models["bert"], "raw": raw, "predict_text": "great wonderful movie"}
+
+
+def causal_lm(models: dict, root: Path) -> dict:
+    train = shakespeare_slice(root / "shakespeare.txt", 3000)
+    raw = lm_recipe(models["gpt2"], "causal_lm", train, root / "run", epochs=1, max_length=32)
+    return {"model_dir": models["gpt2"], "raw": raw, "prompt": "ROMEO:"}
+
+
+def sft(models: dict, root: Path) -> dict:
+    train = write_json(root / "alpaca.json", number_rows(40))
+    raw = lm_recipe(models["llama"], "sft", train, root / "run", epochs=1)
+    return {"model_dir": models["llama"], "raw": raw, "prompt": "say the word two"}
+
+
+TASK_FIXTURES = {"classification": classification, "regression": regression, "causal_lm": causal_lm, "sft": sft}
