@@ -17,9 +17,9 @@ import torch
 from tunesmith.artifacts import RunDir
 from tunesmith.data.chat import prompt_ids, stop_token_ids
 from tunesmith.errors import RecipeError, RunError
+from tunesmith.model_checks import position_limit
 from tunesmith.models import check_weights_safe
 from tunesmith.recipe import load_recipe
-from tunesmith.tasks.lm import max_positions
 
 LM_TASKS = ("causal_lm", "sft")
 
@@ -44,7 +44,7 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], *, chat_template: s
     if temperature > 0:
         settings.update(temperature=temperature, top_p=top_p, top_k=0)
     config = GenerationConfig(**settings)
-    limit = max_positions(model.config)
+    limit = position_limit(model.config)
     texts = []
     try:
         for prompt in prompts:

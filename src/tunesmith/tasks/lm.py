@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from tunesmith.data.packing import IGNORE_INDEX, make_lm_loader
 from tunesmith.errors import ModelError, RecipeError
+from tunesmith.model_checks import check_vocabulary, embedding_rows, position_limit
 from tunesmith.models import _one_line, _quiet_transformers, load_tokenizer
 from tunesmith.tasks.base import Task
 
@@ -44,19 +45,12 @@ def load_for_causal_lm(model_dir: Path, *, trust_remote_code: bool = False, allo
     except Exception as exc:
         raise ModelError(f"cannot load {model_dir} as a causal language model (GPT-2, Llama, ...): "
                          f"{_one_line(exc)}") from exc
+    check_vocabulary(tokenizer, embedding_rows(model), model_dir)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
-def max_positions(config) -> int | None:
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 class LMTask(Task):
@@ -73,6 +67,7 @@ class LMTask(Task):
         self.before: dict[str, dict] = {}
         self.samples: list[dict] = []
         self.stats: dict[str, dict] = {}  # per split, what encode counted (eval.json "lm")
+        self.max_length = recipe.train.max_length  # never clamped: load_model refuses more than the positions
         stop = recipe.train.early_stopping
         if "metric" not in stop.model_fields_set and stop.metric == "macro_f1":
             stop.metric = "loss"  # the schema's default is a classification metric
@@ -115,7 +110,7 @@ class LMTask(Task):
     def load_model(self, model_dir: Path):
         model, tokenizer = load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
                                               allow_pickle=self.recipe.allow_pickle)
-        limit = max_positions(model.config)
+        limit = position_limit(model.config)
         longest = max(self.block_size, self.recipe.train.max_length)
         if limit is not None and longest > limit:
             key = "lm.block_size" if self.block_size >= self.recipe.train.max_length else "train.max_length"
