@@ -51,6 +51,7 @@ class TrainedRun:
             self.model, self.tokenizer = _load_classifier(model_dir, self.recipe.trust_remote_code)
         self.model.eval()
         self.task.use_trained_labels(self.model)
+        self.task.fit_max_length(self.model.config)  # cut long texts as training did: at most the positions
 
     @torch.no_grad()
     def predict_frame(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:

@@ -88,7 +88,7 @@ def finetune(recipe: Recipe, *, echo=print) -> dict:
                                accelerator=accelerator, stopper=stopper, plan=plan, train_loader=train_loader,
                                train_data=datasets["train"], echo=echo)
     checkpoints.start(recipe.resume)  # creates RUN; resuming, picks the newest valid checkpoint (train/checkpoint.py)
-    run.write_recipe(recipe.model_copy(update={"resume": False}))
+    run.write_recipe(task.resolved_recipe(recipe).model_copy(update={"resume": False}))  # max_length as used
     log = start_tracking(accelerator, recipe, run.log)  # run.log, plus accelerator.log when trackers run
     hooks.save(run)  # RUN/inspect.json
     echo(f"training {plan.total_steps} steps ({plan.steps_per_epoch}/epoch) on {accelerator.device}, "

@@ -33,7 +33,7 @@ class ImbalanceRun:
             return
         from tunesmith.inspection import check_failures, inspect_splits
 
-        self.report = inspect_splits(splits, self.recipe, tokenizer)
+        self.report = inspect_splits(splits, self.recipe, tokenizer, max_length=self.task.max_length)
         for finding in self.report.findings:
             if finding.severity in ("error", "warning"):
                 self.echo(f"{finding.severity}: [{finding.code}] {finding.message}")
@@ -66,7 +66,7 @@ class ImbalanceRun:
 
             pairs = frame["text_pair"].fillna("").tolist() if "text_pair" in frame.columns else None
             dataset = AugmentedDataset(
-                dataset, frame["text"].tolist(), labels, tokenizer, max_length=self.recipe.train.max_length,
+                dataset, frame["text"].tolist(), labels, tokenizer, max_length=self.task.max_length,
                 classes=set(self.setup.augment_classes), probability=spec.augment.probability,
                 operations=spec.augment.operations, strength=spec.augment.strength, seed=seed, pairs=pairs,
             )

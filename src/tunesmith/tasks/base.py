@@ -10,6 +10,7 @@ from tunesmith.data.encode import make_loader
 
 class Task:
     name = "task"
+    max_length: int  # tokens an example is cut to: train.max_length (classification: at most the model's positions)
 
     def describe_splits(self, splits) -> str:
         """One line on the data, printed before the model loads."""
@@ -33,6 +34,11 @@ class Task:
     def make_loader(self, dataset, tokenizer, *, batch_size: int, order: str, seed: int = 0):
         """Batches of the encoded data (default: dynamic padding with the tokenizer)."""
         return make_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)
+
+    def resolved_recipe(self, recipe):
+        """The recipe as the run used it, for RUN/recipe.yaml: `recipe`, or a copy with the values the task
+        changed for the model (classification: train.max_length clamped to its positions). Never modified."""
+        return recipe
 
     def before_training(self, model, tokenizer, eval_loaders: dict, accelerator) -> None:
         """Measure the model before any step (LM tasks: pretrained perplexity and generations)."""

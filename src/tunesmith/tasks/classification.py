@@ -19,6 +19,7 @@ from tunesmith.evaluation.classification import METRIC_NAMES, classification_met
 from tunesmith.errors import RecipeError
 from tunesmith.imbalance.configure import ImbalanceSetup, build_setup, collapse_message, predict_ids
 from tunesmith.imbalance.threshold import POSITIVE_KEY, read_threshold
+from tunesmith.model_checks import position_limit
 from tunesmith.models import load_for_classification
 from tunesmith.recipe import Recipe
 from tunesmith.tasks.base import Task
@@ -36,6 +37,9 @@ class ClassificationTask(Task):
         self.positive: int | None = None  # binary tasks: the class PR-AUC and the threshold are about
         self.threshold: dict | None = None  # binary decision threshold (tunesmith_threshold in the model config)
         self.warn = lambda message: tqdm.write(f"warning: {message}")
+        self.note = lambda message: tqdm.write(f"note: {message}")
+        self.max_length = recipe.train.max_length  # at most the model's positions: see fit_max_length
+        self.position_limit: int | None = None
         metric = recipe.train.early_stopping.metric
         if metric not in METRIC_NAMES:
             raise RecipeError(
@@ -57,13 +61,13 @@ class ClassificationTask(Task):
         pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
         labels = self.labels.encode(frame, source="data") if with_labels else None
         return encode_texts(
-            tokenizer, frame["text"].tolist(), pairs, max_length=self.recipe.train.max_length, labels=labels
+            tokenizer, frame["text"].tolist(), pairs, max_length=self.max_length, labels=labels
         )
 
     def encode_settings(self, tokenizer) -> dict | None:
         if self.labels is None:
             return None
-        return {"max_length": self.recipe.train.max_length, "labels": list(self.labels.names)}  # names -> ids
+        return {"max_length": self.max_length, "labels": list(self.labels.names)}  # names -> ids
 
     def describe_splits(self, splits) -> str:
         counts = ", ".join(f"{name} {len(frame)}" for name, frame in splits.frames().items())
@@ -78,7 +82,31 @@ class ClassificationTask(Task):
         )
         if self.positive is not None:  # saved with the model: predict/evaluate know the positive class
             setattr(model.config, POSITIVE_KEY, self.labels.names[self.positive])
+        self.fit_max_length(model.config, announce=True)
         return model, tokenizer
+
+    def fit_max_length(self, config, *, announce: bool = False) -> int:
+        """Examples are cut to train.max_length tokens, or to the model's positions when it has fewer (as
+        Hugging Face's run_glue clamps max_seq_length); `announce` prints a note when it does. Training,
+        predict, evaluate and export all cut this way; the recipe itself is left as it is."""
+        asked = self.recipe.train.max_length
+        self.position_limit = position_limit(config)
+        self.max_length = min(asked, self.position_limit or asked)
+        if announce and self.max_length < asked:
+            self.note(f"train.max_length {asked} is more than {self.recipe.model}'s {self.position_limit} "
+                      f"positions: using {self.max_length}")
+        return self.max_length
+
+    def resolved_recipe(self, recipe: Recipe) -> Recipe:
+        """RUN/recipe.yaml: `recipe` (a copy) with the max_length examples were actually cut to."""
+        if recipe.train.max_length == self.max_length:
+            return recipe
+        return recipe.model_copy(update={"train": recipe.train.model_copy(update={"max_length": self.max_length})})
+
+    def extra_results(self, model, tokenizer, accelerator) -> dict:
+        """eval.json: the max_length asked for and the one used (lower when the model has fewer positions)."""
+        return {"max_length": {"asked": self.recipe.train.max_length, "used": self.max_length,
+                               "model_positions": self.position_limit}}
 
     def use_trained_labels(self, model) -> None:
         """For a model loaded from a finished run: its config carries the label map, and for a
