@@ -166,6 +166,12 @@ CASES = [
      ["model directory {root}/m3 has only pickle weights (pytorch_model.bin)", "allow_pickle"]),
     ("weights file truncated", lambda c: ["train", c.recipe(model=_truncated_copy(c))],
      ["cannot load {root}/trunc for classification", "SafetensorError"]),
+    ("model dir without tokenizer files", lambda c: ["train", c.recipe(model=_weights_only_copy(c))],
+     ["cannot load the tokenizer of {root}/weights_only: it has no tokenizer files (looked for tokenizer.json, "
+      "vocab.txt); copy them from the original model"]),
+    ("tokenizer of another vocabulary", lambda c: ["train", c.recipe(model=_small_vocabulary_copy(c))],
+     ["the tokenizer has 7 tokens but the model's embedding has 30,522 rows: wrong or missing tokenizer files in "
+      "{root}/small_vocab"]),
     # --- runs and CLI arguments ---
     ("resume without a checkpoint", lambda c: ["train", c.recipe(), "--resume"],
      ["{root}/run/checkpoints: no valid checkpoint to resume from; run without --resume to start over"]),
@@ -190,6 +196,19 @@ def _truncated_copy(c: Ctx) -> Path:
     weights = target / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     return target
+
+
+def _weights_only_copy(c: Ctx) -> Path:
+    """The tiny BERT without its tokenizer files: transformers v5 would build an empty tokenizer from it."""
+    return c.model_dir("weights_only", {name: (c.model / name).read_bytes()
+                                        for name in ("config.json", "model.safetensors")})
+
+
+def _small_vocabulary_copy(c: Ctx) -> Path:
+    """The tiny BERT (30,522 embedding rows) with a 7-token WordPiece vocabulary instead of its own."""
+    return c.model_dir("small_vocab", {"config.json": (c.model / "config.json").read_bytes(),
+                                       "model.safetensors": (c.model / "model.safetensors").read_bytes(),
+                                       "vocab.txt": "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ngreat\nawful\n"})
 
 
 def test_the_catalogue_has_at_least_30_cases():

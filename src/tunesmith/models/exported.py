@@ -77,6 +77,7 @@ def load_export(path, trust_remote_code: bool = False):
     from transformers import AutoConfig
 
     from tunesmith.models import load_tokenizer, load_trained_classifier
+    from tunesmith.models.checks import check_vocabulary, embedding_rows
 
     path = Path(path)
     manifest = read_manifest(path)
@@ -87,5 +88,7 @@ def load_export(path, trust_remote_code: bool = False):
         if not (path / ONNX_FILE).is_file():
             raise RunError(f"{path}: {ONNX_FILE} is missing from this {fmt} export")
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
-        return OnnxClassifier(path / ONNX_FILE, config).eval(), load_tokenizer(path, trust_remote_code)
+        model, tokenizer = OnnxClassifier(path / ONNX_FILE, config).eval(), load_tokenizer(path, trust_remote_code)
+        check_vocabulary(tokenizer, embedding_rows(model), path)  # the graph's embedding: config.vocab_size
+        return model, tokenizer
     raise RunError(f"{path}: unknown export format {fmt!r} in {MANIFEST}")

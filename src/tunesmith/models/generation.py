@@ -14,7 +14,7 @@ import torch
 
 from tunesmith.data.chat import prompt_ids, stop_token_ids
 from tunesmith.errors import RecipeError
-from tunesmith.models import max_positions
+from tunesmith.models.checks import position_limit
 
 
 @torch.no_grad()
@@ -37,7 +37,7 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], *, chat_template: s
     if temperature > 0:
         settings.update(temperature=temperature, top_p=top_p, top_k=0)
     config = GenerationConfig(**settings)
-    limit = max_positions(model.config)
+    limit = position_limit(model.config)
     texts = []
     try:
         for prompt in prompts:

@@ -60,7 +60,7 @@ def export_run(run_path, fmt: str, *, output=None, max_drop: float | None = None
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         echo(f"exporting {run_path} as {fmt} ...")
-        source = ExportSource(run_path, run.run.model_dir, run.tokenizer, recipe.train.max_length,
+        source = ExportSource(run_path, run.run.model_dir, run.tokenizer, task.max_length,
                               recipe.trust_remote_code)
         info = FORMATS[fmt](source, staging)
         run.tokenizer.save_pretrained(staging)

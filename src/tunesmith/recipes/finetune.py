@@ -172,6 +172,7 @@ class FineTune:
             "method": self.method.summary(),  # trainable vs total parameters
             "memory": peak_memory(accelerator.device),  # peak RSS (CPU) / peak allocated (GPU)
             "model_dir": str(run.model_dir),
+            "max_length": task.length_summary(),
         }
         result.update(task.extra_results(model, self.tokenizer, accelerator))
         finish_tracking(accelerator)

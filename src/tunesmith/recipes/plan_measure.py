@@ -54,7 +54,7 @@ def measure(recipe, steps: int) -> dict:
     kept = task.encode(train.iloc[sample], tokenizer)
     dataset_bytes_per_row = tracemalloc.get_traced_memory()[0] / max(len(sample), 1)
     tracemalloc.stop()
-    to_tokens = _length_model(row_lengths(train)[sample], kept, settings.max_length)
+    to_tokens = _length_model(row_lengths(train)[sample], kept, task.max_length)  # at most the positions
     del kept
 
     # training batches drawn as the run's loader draws them (length-grouped megabatches, or shuffled)

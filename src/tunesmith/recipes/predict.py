@@ -42,6 +42,7 @@ class TrainedRun:
             self.model, self.tokenizer = self.task.load_trained(model_dir)
         self.model.eval()
         self.task.use_trained(self.model)
+        self.task.fit_max_length(self.model.config)  # cut long texts as training did: at most the positions
 
     @torch.no_grad()
     def predict_frame(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:

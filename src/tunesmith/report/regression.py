@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 
-from tunesmith.report import plots
+import tunesmith.report.plots as plots
 
 
 def prediction_columns(path) -> dict[str, tuple[list[float], list[float]]]:

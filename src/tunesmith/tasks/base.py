@@ -32,9 +32,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
+from tqdm.auto import tqdm
+
 from tunesmith.data.encode import make_loader
 from tunesmith.data.prepare import read_labelled
 from tunesmith.errors import RecipeError
+from tunesmith.models.checks import position_limit
 
 
 class Task(ABC):
@@ -49,6 +52,8 @@ class Task(ABC):
     def __init__(self, recipe):
         self.recipe = recipe
         self.stop_metric = self.choose_stop_metric(recipe.train.early_stopping)
+        self.max_length = recipe.train.max_length  # tokens an example is cut to; see fit_max_length
+        self.position_limit: int | None = None  # the model's, once fit_max_length has seen its config
 
     # ---- the recipe -------------------------------------------------------------------------
     def choose_stop_metric(self, stop) -> str:
@@ -64,7 +69,23 @@ class Task(ABC):
 
     def derived_settings(self) -> dict:
         """Recipe keys the task resolved itself, as {"section.key": value}; saved in RUN/recipe.yaml."""
-        return {"train.early_stopping.metric": self.stop_metric}
+        return {"train.early_stopping.metric": self.stop_metric, "train.max_length": self.max_length}
+
+    def fit_max_length(self, config, *, announce: bool = False) -> int:
+        """Examples are cut to train.max_length tokens, or to the model's positions when it has fewer (as
+        Hugging Face's run_glue clamps max_seq_length); `announce` prints a note when it does. Training,
+        predict, evaluate and export all cut this way; the recipe itself is left as it is."""
+        asked = self.recipe.train.max_length
+        self.position_limit = position_limit(config)
+        self.max_length = min(asked, self.position_limit or asked)
+        if announce and self.max_length < asked:
+            tqdm.write(f"note: train.max_length {asked} is more than {self.recipe.model}'s {self.position_limit} "
+                       f"positions: using {self.max_length}")
+        return self.max_length
+
+    def length_summary(self) -> dict:
+        """eval.json "max_length": asked for, used (lower when the model has fewer positions), the model's."""
+        return {"asked": self.recipe.train.max_length, "used": self.max_length, "model_positions": self.position_limit}
 
     def resolved_recipe(self):
         """A copy of the recipe with `derived_settings` filled in (the validated recipe is left as it was)."""

@@ -62,7 +62,7 @@ class ClassificationTask(Task):
         """Balance, duplicates, leakage, lengths (inspection.py): warnings printed, inspect.fail_on stops."""
         if not self.recipe.inspect.enabled:
             return
-        self.inspection = inspect_splits(splits, self.recipe, tokenizer)
+        self.inspection = inspect_splits(splits, self.recipe, tokenizer, max_length=self.max_length)
         for finding in self.inspection.findings:
             if finding.severity in ("error", "warning"):
                 echo(f"{finding.severity}: [{finding.code}] {finding.message}")
@@ -84,13 +84,13 @@ class ClassificationTask(Task):
         pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
         labels = self.labels.encode(frame, source=frame.attrs.get("source", "data")) if with_labels else None
         return encode_texts(
-            tokenizer, frame["text"].tolist(), pairs, max_length=self.recipe.train.max_length, labels=labels
+            tokenizer, frame["text"].tolist(), pairs, max_length=self.max_length, labels=labels
         )
 
     def encode_settings(self, tokenizer) -> dict | None:
         if self.labels is None:
             return None
-        return {"max_length": self.recipe.train.max_length, "labels": list(self.labels.names)}  # names -> ids
+        return {"max_length": self.max_length, "labels": list(self.labels.names)}  # names -> ids
 
     def train_loader(self, loader, dataset, frame, tokenizer, echo):
         """Re-sampled and/or augmented as the imbalance: section asks (imbalance/training.py)."""
@@ -98,7 +98,7 @@ class ClassificationTask(Task):
                             frame["text_pair"].fillna("").tolist() if "text_pair" in frame.columns else None,
                             self.labels.encode(frame, source="train"))
         loader, self.loader_note = rebalanced_loader(loader, rows, self.recipe.imbalance, self.imbalance, tokenizer,
-                                                     max_length=self.recipe.train.max_length,
+                                                     max_length=self.max_length,
                                                      seed=self.recipe.train.seed)
         if self.loader_note:
             echo(f"imbalance: {self.loader_note}")
@@ -113,6 +113,7 @@ class ClassificationTask(Task):
         )
         if self.positive is not None:  # saved with the model: predict/evaluate know the positive class
             setattr(model.config, POSITIVE_KEY, self.labels.names[self.positive])
+        self.fit_max_length(model.config, announce=True)
         return model, tokenizer
 
     def load_trained(self, model_dir: Path):

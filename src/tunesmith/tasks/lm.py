@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from tunesmith.data.packing import IGNORE_INDEX, make_lm_loader
 from tunesmith.errors import RecipeError
-from tunesmith.models import load_for_causal_lm, max_positions
+from tunesmith.models import load_for_causal_lm
+from tunesmith.models.checks import position_limit
 from tunesmith.models.generation import generate_texts
 from tunesmith.tasks.base import Task
 
@@ -89,7 +90,7 @@ class LMTask(Task):
     def load_model(self, model_dir: Path):
         model, tokenizer = load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
                                               allow_pickle=self.recipe.allow_pickle)
-        limit = max_positions(model.config)
+        limit = position_limit(model.config)
         longest = max(self.block_size, self.recipe.train.max_length)
         if limit is not None and longest > limit:
             key = "lm.block_size" if self.block_size >= self.recipe.train.max_length else "train.max_length"

@@ -84,7 +84,7 @@ class RegressionTask(Task):
             roles = [f"target_{k}" for k in range(len(self.names))]
             y = parse_targets(frame, roles, source=frame.attrs.get("source", "data"), names=self.names, fit=False)
             labels = self.scaler.transform(y).astype(np.float32).tolist()
-        return encode_texts(tokenizer, frame["text"].tolist(), pairs, max_length=self.recipe.train.max_length,
+        return encode_texts(tokenizer, frame["text"].tolist(), pairs, max_length=self.max_length,
                             labels=labels)
 
     def read_rows(self, spec, path: str, *, labelled: bool):
@@ -97,7 +97,7 @@ class RegressionTask(Task):
     def encode_settings(self, tokenizer) -> dict | None:
         if self.scaler is None:
             return None
-        return {"max_length": self.recipe.train.max_length, "scaling": self.scaler.to_dict()}
+        return {"max_length": self.max_length, "scaling": self.scaler.to_dict()}
 
     # ---- model ------------------------------------------------------------------------------
     def load_model(self, model_dir: Path):
@@ -107,6 +107,7 @@ class RegressionTask(Task):
             problem_type="regression", trust_remote_code=self.recipe.trust_remote_code,
             allow_pickle=self.recipe.allow_pickle)
         setattr(model.config, CONFIG_KEY, self.scaler.to_dict())  # predict returns values in the user's units
+        self.fit_max_length(model.config, announce=True)
         return model, tokenizer
 
     def load_trained(self, model_dir: Path):
