@@ -34,6 +34,7 @@ import pandas as pd
 
 from tunesmith.artifacts import write_text_atomic
 from tunesmith.errors import DataError, ModelError
+from tunesmith.evaluation.classification import majority_baseline
 
 SEVERITIES = ("error", "warning", "info")
 RARE_CLASS = 10           # training examples below which a class is "rare"
@@ -139,7 +140,7 @@ def inspect_frames(frames: dict[str, pd.DataFrame], *, labels=None, tokenizer=No
     if len(train_counts) >= 2 and train_counts.min() > 0:
         ratio = float(train_counts.max() / train_counts.min())
         big, small = names[int(train_counts.argmax())], names[int(train_counts.argmin())]
-        baseline = _majority_baseline(named, names, big)
+        baseline = _majority_baseline(named, names)
         if ratio >= IMBALANCE_INFO:
             sev = "warning" if ratio >= IMBALANCE_WARNING else "info"
             where = f"on {baseline['split']}" if baseline else ""
@@ -186,16 +187,13 @@ def _unknown(series: pd.Series, names: list[str]) -> dict:
     return {n: int((series == n).sum()) for n in other}
 
 
-def _majority_baseline(named: dict, names: list[str], majority: str) -> dict:
+def _majority_baseline(named: dict, names: list[str]) -> dict:
     """What always predicting the largest training class scores on validation (train without one)."""
-    from tunesmith.evaluation.classification import classification_metrics
-
     split = "validation" if "validation" in named else "train"
     ids = {n: i for i, n in enumerate(names)}
+    train = np.array([ids[v] for v in named["train"] if v in ids], dtype=np.int64)
     truth = np.array([ids[v] for v in named[split] if v in ids], dtype=np.int64)
-    scores = classification_metrics(truth, np.full_like(truth, ids[majority]), names)
-    return {"split": split, "predicts": majority, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
-            "balanced_accuracy": scores["balanced_accuracy"]}
+    return {"split": split, **majority_baseline(train, truth, names)}
 
 
 def _where(frame: pd.DataFrame, index) -> str:
