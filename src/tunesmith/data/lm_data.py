@@ -57,7 +57,8 @@ def read_documents(spec, path: str, text_unit: str = "paragraph") -> tuple[pd.Da
     if column is None:
         raise DataError(f"{path}: causal_lm reads documents from a text column; set data.columns: {{text: ...}}")
     frame = read_table(path_, columns={"text": column}, required=(), format=fmt, header=spec.header,
-                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding)
+                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding,
+                       extra_fields=spec.extra_fields)
     blank = frame["text"].str.strip() == ""
     frame = frame[~blank].reset_index(drop=True)
     if frame.empty:
@@ -164,7 +165,8 @@ def read_conversations(spec, path: str, columns: dict) -> pd.DataFrame:
     if "messages" in columns:
         columns = {"messages": columns["messages"]}
     frame = read_table(Path(path), columns=columns, required=required, format=spec.format, header=spec.header,
-                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding)
+                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding,
+                       extra_fields=spec.extra_fields)
     unit = frame.attrs.get("line_unit", "line")
     conversations = []
     for row in frame.itertuples(index=False):
