@@ -8,6 +8,7 @@ import numpy as np
 # Metrics that early stopping may watch; "loss" is minimised, the others maximised.
 # pr_auc exists for binary tasks only (PR-AUC of the positive class).
 METRIC_NAMES = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "pr_auc", "loss")
+BOUNDED_METRICS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "pr_auc")  # always in [0, 1]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: list[str],

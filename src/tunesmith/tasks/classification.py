@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from tunesmith.data.encode import EncodedDataset, encode_texts
 from tunesmith.data.labels import LabelMap
 from tunesmith.data.prepare import LabelledSplits, load_labelled_splits
-from tunesmith.evaluation.classification import METRIC_NAMES, classification_metrics, metric_mode
+from tunesmith.evaluation.classification import BOUNDED_METRICS, METRIC_NAMES, classification_metrics, metric_mode
 from tunesmith.errors import RecipeError
 from tunesmith.imbalance.configure import ImbalanceSetup, build_setup, collapse_message, predict_ids
 from tunesmith.imbalance.threshold import POSITIVE_KEY, read_threshold
@@ -42,6 +42,7 @@ class ClassificationTask(Task):
                 f"train.early_stopping.metric: '{metric}' is not a classification metric; "
                 f"choose one of {', '.join(METRIC_NAMES)}"
             )
+        _check_target(metric, recipe.train.early_stopping.target)
 
     # ---- data -------------------------------------------------------------------------------
     def load_data(self) -> LabelledSplits:
@@ -149,3 +150,10 @@ class ClassificationTask(Task):
     def headline(self, metrics: dict) -> dict:
         """The few numbers printed in progress lines and the summary."""
         return {k: metrics[k] for k in ("loss", "accuracy", "macro_f1") if k in metrics}
+
+
+def _check_target(metric: str, target: float | None) -> None:
+    """An early-stopping target the metric can reach: metrics bounded in [0, 1] need a target in [0, 1]."""
+    if target is not None and metric in BOUNDED_METRICS and not 0 <= target <= 1:
+        raise RecipeError(f"train.early_stopping.target: {target:g} can never be reached: {metric} lies "
+                          f"between 0 and 1; give a target in [0, 1] (e.g. 0.9), or none")
