@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunesmith.errors import DataError, ModelError
+from tunesmith.errors import DataError, ModelError, shorten
 
 _MAX_LISTED = 20  # known labels shown in an error message
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -82,7 +82,8 @@ def _name(value: Any, integral: bool) -> str:
 
 
 def _show(name: str) -> str:
-    """``name`` fit for a one-line message: control characters escaped."""
+    """``name`` fit for a one-line message: control characters escaped, cut to 80 characters."""
+    name = shorten(name, 80)
     return name if name.isprintable() else repr(name)[1:-1]
 
 

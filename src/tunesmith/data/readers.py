@@ -187,7 +187,8 @@ def _decode(path: Path, encoding: str) -> str:
 
 
 def _show(name: str) -> str:
-    """``name`` fit for a one-line message: control characters escaped."""
+    """``name`` fit for a one-line message: control characters escaped, cut to 80 characters."""
+    name = shorten(name, 80)
     return name if name.isprintable() else repr(name)[1:-1]
 
 
@@ -316,7 +317,7 @@ def _check_header(path: Path, line: int, names: list[str]) -> None:
     seen: dict[str, int] = {}
     for position, name in enumerate(n.strip() for n in names):
         if name and name in seen:
-            raise DataError(f"{path}, line {line}: the header names column '{_show(shorten(name, 80))}' "
+            raise DataError(f"{path}, line {line}: the header names column '{_show(name)}' "
                             f"twice (0-based columns {seen[name]} and {position}); rename one of them")
         seen.setdefault(name, position)
 
