@@ -6,7 +6,7 @@ Here the tags are dropped and such errors become one line that names the key and
 read from the recipe's JSON schema: `key 'train.eval_every': must be 'epoch' or a whole number >= 1
 (got 0.5)`. Values echoed in a message are cut to tunesmith.errors.SHOWN_LIMIT characters.
 
-Imports only pydantic (through the model it is given) and tunesmith.errors: no cycle with recipe.py.
+Imports only pydantic and tunesmith.errors (the Recipe model is passed in): no cycle with recipe.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import functools
 import math
 import re
 from typing import Any
+
+from pydantic.errors import PydanticUserError
 
 from tunesmith.errors import shorten, shown
 
@@ -96,7 +98,7 @@ def describe_errors(errors: list[dict], model) -> str:
     loc = _plain_loc(first["loc"])
     related = [e for e in errors if _plain_loc(e["loc"])[: len(loc)] == loc]
     deeper = [e for e in related if len(_plain_loc(e["loc"])) > len(loc)]
-    if deeper:  # the value has the shape of one member of a union and fails inside it
+    if loc and deeper:  # the value has the shape of one member of a union and fails inside it
         return _describe_one(deeper[0], model)
     if len(first["loc"]) > len(loc) and len(related) > 1:  # the value fits no member of a union
         custom = [e for e in related if e["type"] == "value_error"]
@@ -128,7 +130,7 @@ def _describe_one(error: dict, model) -> str:
     if error["type"] in _MAPPING_ERRORS:
         message = "must be a mapping (key: value lines)"
     else:
-        message = shorten(error["msg"].removeprefix("Value error, "))
+        message = shorten(error["msg"].removeprefix("Value error, "), 400)  # a validator may echo the value
     return f"key '{key}': {message}{_got(error)}" if key else message
 
 
@@ -151,7 +153,10 @@ def _either(forms: list[str]) -> str:
 
 @functools.cache
 def _schema(model) -> dict:
-    return model.model_json_schema()
+    try:
+        return model.model_json_schema()
+    except PydanticUserError:  # a field without a JSON schema: the forms come from the errors instead
+        return {}
 
 
 def _resolve(node: dict, defs: dict) -> dict:

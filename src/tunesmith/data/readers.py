@@ -83,10 +83,11 @@ def read_table(
     """Read ``path`` into a DataFrame with one column per role in ``columns`` plus ``line``.
 
     ``required`` roles must have a non-blank value in every row. Roles named ``text`` or
-    ``text_*`` come back as ``str``; ``label`` values come back in their canonical form
-    (:func:`tunesmith.data.labels.canonical_label`: values equal as numbers are one number, in every
-    format; other strings stripped of surrounding whitespace). A missing or blank value of a role that is not required reads as
-    ``""`` for text roles and ``None`` for others. Blank lines are skipped; a UTF-8 BOM is dropped.
+    ``text_*`` come back as ``str``; ``label`` values in their canonical form, the same in every
+    format (:func:`tunesmith.data.labels.canonical_label`: values equal as numbers are one number;
+    other strings stripped of surrounding whitespace). A missing or blank value of a role that is
+    not required reads as ``""`` for text roles and ``None`` for others. Blank lines are skipped;
+    a UTF-8 BOM is dropped.
 
     csv/tsv only: ``header`` (None: the first row holds column names when every ``columns`` value
     is a name), ``quoting`` ("auto": none for tsv, minimal for csv; "minimal": standard double-quote
