@@ -310,8 +310,9 @@ def _mixed_label_types(frames, examples) -> list[Finding]:
     rare = min(counts, key=lambda k: (counts[k], k))
     shown = [{"split": s, "where": _where(frames[s], pos), "text": repr(frames[s]["label"].iloc[pos])}
              for s, series in kinds.items() for pos in np.flatnonzero((series == rare).to_numpy())[:examples]]
-    return [Finding("mixed_label_types", "warning", f"the labels mix numbers ({counts['number']} rows) and words "
-                    f"({counts['word']} rows): a number and a word are always different classes; check the "
+    rows = {k: f"{n} row{'s' * (n != 1)}" for k, n in counts.items()}
+    return [Finding("mixed_label_types", "warning", f"the labels mix numbers ({rows['number']}) and words "
+                    f"({rows['word']}): a number and a word are always different classes; check the "
                     f"{rare}s for a stray value or a shifted column", counts[rare], shown[:examples])]
 
 
