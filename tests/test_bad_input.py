@@ -117,6 +117,18 @@ CASES = [
      ["t.txt: a txt file holds only text"]),
     ("test file missing", lambda c: ["train", c.recipe(data={"test": str(c.root / "test.csv")})],
      ["{root}/test.csv does not exist"]),
+    ("more fields than the header", lambda c: train_with(c, "more.csv", ROWS + "neg,I hated every minute, and more words\n"),
+     ["more.csv, line 14: 3 comma-separated fields, but the header (line 1) has 2", "put that field in double quotes",
+      "data.extra_fields: ignore"]),
+    ("a comma shifts the label", lambda c: train_with(c, "shift.csv", "text,label\n" + "".join(
+        f"row {i},{'pos' if i % 2 else 'neg'}\n" for i in range(12)) + "I hated it, really,neg\n"),
+     ["shift.csv, line 14: 3 comma-separated fields, but the header (line 1) has 2"]),
+    ("repeated header name", lambda c: train_with(c, "dup.csv", "text,text,label\na,b,pos\nc,d,neg\n"),
+     ["dup.csv, line 1: the header names column 'text' twice (0-based columns 0 and 1)"]),
+    ("two roles on one column", lambda c: ["train", c.recipe(data={"columns": {"text": "label", "label": "label"}})],
+     ["key 'data.columns': roles 'label' and 'text' both map to column 'label'; each role needs a column of its own"]),
+    ("data path is a symlink loop", lambda c: ["train", c.recipe(train=_symlink_loop(c))],
+     ["{root}/loop.csv is a symlink loop"]),
     # --- recipes ---
     ("recipe file missing", lambda c: ["train", str(c.root / "none.yaml")], ["none.yaml: recipe file does not exist"]),
     ("recipe is a directory", lambda c: ["train", str(c.root)], ["is a directory, not a recipe file"]),
@@ -150,6 +162,28 @@ CASES = [
      ["key 'train.on_nan': Input should be 'stop' or 'skip' (got 'ignore')"]),
     ("metric of another task", lambda c: ["train", c.recipe(), "--set", "train.early_stopping.metric=perplexity"],
      ["train.early_stopping.metric: 'perplexity' is not a classification metric"]),
+    ("infinite lr", lambda c: ["train", c.recipe(), "--set", "train.lr=.inf"],
+     ["key 'train.lr': Input should be a finite number (got inf)"]),
+    ("infinite epochs", lambda c: ["train", c.recipe(), "--set", "train.epochs=.inf"],
+     ["key 'train.epochs': Input should be a finite number (got inf)"]),
+    ("infinite class weight", lambda c: ["train", c.recipe(), "--set", "imbalance.class_weights={pos: .inf, neg: 1}"],
+     ["key 'imbalance.class_weights.pos': Input should be a finite number (got inf)"]),
+    ("nan focal gamma", lambda c: ["train", c.recipe(imbalance__loss="focal", imbalance__gamma=float("nan"))],
+     ["key 'imbalance.gamma': Input should be a finite number (got nan)"]),
+    ("negative seed", lambda c: ["train", c.recipe(), "--set", "train.seed=-1"],
+     ["key 'train.seed': Input should be greater than or equal to 0 (got -1)"]),
+    ("seed past numpy's range", lambda c: ["train", c.recipe(), "--set", "train.seed=99999999999999999999"],
+     ["key 'train.seed': Input should be less than or equal to 4294967295"]),
+    ("unreachable early-stopping target", lambda c: ["train", c.recipe(), "--set", "train.early_stopping.target=5"],
+     ["train.early_stopping.target: 5 can never be reached: macro_f1 lies between 0 and 1"]),
+    ("fractional eval_every", lambda c: ["train", c.recipe(), "--set", "train.eval_every=0.5"],
+     ["key 'train.eval_every': must be 'epoch' or a whole number >= 1 (got 0.5)"]),
+    ("validation of the wrong kind", lambda c: ["train", c.recipe(data={"validation": [0.2]})],
+     ["key 'data.validation': must be a fraction of the training rows (e.g. 0.2), the path of a validation file"]),
+    ("recipe alias bomb", lambda c: ["train", str(c.write("bomb.yaml", billion_laughs(9)))],
+     ["bomb.yaml: not valid YAML (its aliases (*name) expand to more than 10000 values"]),
+    ("a long value is cut short", lambda c: ["train", c.recipe(), "--set", "train.lr=" + "x" * 100_000],
+     ["key 'train.lr': Input should be a valid number", "(got 'xxxxxxxxxx", "x…)"]),
     ("output is a file", lambda c: ["train", c.recipe(), "--output", str(c.write("taken", "x"))],
      ["{root}/taken: cannot create the run directory (File exists (EEXIST))"]),
     # --- model directories ---
@@ -185,7 +219,24 @@ CASES = [
      ["argument --format: invalid choice: 'xls'"]),
     ("exclusive options", lambda c: ["predict", "run", "--text", "a", "--input", "b.csv"],
      ["argument --input: not allowed with argument --text"]),
+    ("negative --max-length", lambda c: ["inspect", str(c.train), "--max-length", "-5"],
+     ["tunesmith inspect: argument --max-length: must be a whole number >= 1 (got '-5')"]),
+    ("nan --max-drop", lambda c: ["export", str(c.root), "--format", "onnx", "--max-drop", "nan"],
+     ["tunesmith export: argument --max-drop: must be a finite number >= 0 (got 'nan')"]),
 ]
+
+
+def _symlink_loop(c: Ctx) -> Path:
+    (c.root / "loop.csv").symlink_to(c.root / "back.csv")
+    (c.root / "back.csv").symlink_to(c.root / "loop.csv")
+    return c.root / "loop.csv"
+
+
+def billion_laughs(levels: int) -> str:
+    """A recipe whose train.lr is 9 ** levels strings once its aliases are expanded."""
+    lines = ["model: m", "data: {train: x.csv}", "anchors:", "  l0: &l0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"  l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, levels)]
+    return "\n".join(lines + ["train:", f"  lr: *l{levels - 1}", ""])
 
 
 def _truncated_copy(c: Ctx) -> Path:
@@ -230,6 +281,7 @@ def test_bad_input_is_one_line_and_exit_2(build, fragments, tiny_bert_dir, tmp_p
     assert status == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err
+    assert len(lines[0]) < 600, lines[0][:1000]  # values echoed in errors are cut short
     for fragment in fragments:
         assert fragment.format(root=tmp_path) in lines[0], lines[0]
 

@@ -46,3 +46,25 @@ def one_line(exc: BaseException) -> str:
     """An exception from a library as one short line: its type and its message, whitespace folded."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
+SHOWN_LIMIT = 80  # characters of a value echoed in an error message
+
+
+def shown(value, limit: int = SHOWN_LIMIT) -> str:
+    """``repr(value)`` fit for a one-line error: at most ``limit`` characters, cut with an ellipsis.
+
+    Built with reprlib, so a huge or deeply nested value (a YAML alias bomb) costs no more than a
+    short one.
+    """
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = short.maxlong = limit + 2
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 8
+    text = repr(value[: limit + 1]) if isinstance(value, str) else short.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (a message part that echoes user input)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -15,6 +15,7 @@ RUN/inspect.json. Findings (each with a severity: info, warning or error):
 | leakage               | validation/test rows whose normalised text is in train (or test in validation) (warning) |
 | empty_text            | texts that are empty once normalised (blank, or only invisible characters) (warning) |
 | truncation            | examples longer than train.max_length tokens (info; warning from 5% of a split) |
+| mixed_label_types     | labels that are numbers in some rows and words in others (warning)     |
 
 `inspect.fail_on: [code, ...]` turns those findings into errors: `train` stops before training and
 `tunesmith inspect` exits with status 1.
@@ -167,6 +168,7 @@ def inspect_frames(frames: dict[str, pd.DataFrame], *, labels=None, tokenizer=No
     findings += _conflicts(frames, norm, named, examples)
     findings += _leakage(frames, norm, examples)
     findings += _empty(frames, norm, examples)
+    findings += _mixed_label_types(frames, examples)
 
     token_lengths = None
     if tokenizer is not None and max_length is not None:
@@ -293,6 +295,27 @@ def _empty(frames, norm, examples) -> list[Finding]:
                     f"characters ({'; '.join(parts)})", total, shown[:examples])]
 
 
+def _mixed_label_types(frames, examples) -> list[Finding]:
+    """Numbers and words in one label column ("1" counts as the number 1: data/labels.py's rule)."""
+    from tunesmith.data.labels import canonical_label, is_numeric_label
+
+    def kind(value):
+        value = canonical_label(value)
+        return "number" if is_numeric_label(value) else "word" if isinstance(value, str) and value else None
+
+    kinds = {s: f["label"].map(kind) for s, f in frames.items() if "label" in f.columns}
+    counts = {k: sum(int((series == k).sum()) for series in kinds.values()) for k in ("number", "word")}
+    if not (counts["number"] and counts["word"]):
+        return []
+    rare = min(counts, key=lambda k: (counts[k], k))
+    shown = [{"split": s, "where": _where(frames[s], pos), "text": repr(frames[s]["label"].iloc[pos])}
+             for s, series in kinds.items() for pos in np.flatnonzero((series == rare).to_numpy())[:examples]]
+    rows = {k: f"{n} row{'s' * (n != 1)}" for k, n in counts.items()}
+    return [Finding("mixed_label_types", "warning", f"the labels mix numbers ({rows['number']}) and words "
+                    f"({rows['word']}): a number and a word are always different classes; check the "
+                    f"{rare}s for a stray value or a shifted column", counts[rare], shown[:examples])]
+
+
 def _token_lengths(frames, tokenizer, max_length: int, examples: int) -> tuple[dict, list[Finding]]:
     stats: dict = {"max_length": max_length}
     findings = []
@@ -356,7 +379,8 @@ def read_splits_leniently(spec, *, seed: int):
 
     def read(path):
         return read_table(Path(path), columns=spec.columns, required=("label",), format=spec.format,
-                          header=spec.header, quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding)
+                          header=spec.header, quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding,
+                          extra_fields=spec.extra_fields)
 
     train = read(spec.train)
     notes, sources = [], {"train": spec.train}

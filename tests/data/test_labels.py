@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tunesmith.data.labels import LabelMap
+from tunesmith.data.labels import LabelMap, canonical_label
 from tunesmith.errors import DataError, ModelError
 
 
@@ -23,7 +23,8 @@ def test_str_labels_sort_by_name():
 def test_int_labels_sort_numerically_not_as_strings():
     labels = LabelMap.fit([10, 2, 1, 2, 10])
     assert labels.names == ["1", "2", "10"]
-    assert LabelMap.fit(["10", "2", "1"]).names == ["1", "10", "2"]  # strings sort as strings
+    assert LabelMap.fit(["10", "2", "1"]).names == ["1", "2", "10"]  # numbers as strings are numbers
+    assert LabelMap.fit(["10", "2", "b"]).names == ["10", "2", "b"]  # with a word, all sort by name
 
 
 def test_bool_labels():
@@ -35,7 +36,7 @@ def test_bool_labels():
 def test_integral_floats_are_named_like_ints():
     assert LabelMap.fit([1.0, 0.0, 2.0]).names == ["0", "1", "2"]
     assert LabelMap.fit(pd.Series([1, None, 0]).dropna()).names == ["0", "1"]
-    assert LabelMap.fit([0.5, 1.0]).names == ["0.5", "1.0"]
+    assert LabelMap.fit([0.5, 1.0]).names == ["0.5", "1"]
 
 
 def test_order_does_not_depend_on_input_order():
@@ -99,3 +100,31 @@ def test_immutable():
     labels.names.append("c")
     labels.label2id["c"] = 2
     assert labels.names == ["a", "b"] and len(labels) == 2
+
+
+@pytest.mark.parametrize("value, canonical", [
+    (1, 1), ("1", 1), (1.0, 1), ("1.0", 1), (" 1 ", 1), ("+1", 1), ("1e0", 1), ("007", 7), (np.int64(3), 3),
+    (np.float32(2.5), 2.5), (2.5, 2.5), ("2.50", 2.5), (".5", 0.5), ("-0.0", 0),
+    ("12345678901234567890", 12345678901234567890), (" pos ", "pos"), ("1,000", "1,000"), ("nan", "nan"),
+    ("1e999", "1e999"), (True, True), (None, None),
+])
+def test_canonical_label(value, canonical):
+    out = canonical_label(value)
+    assert out == canonical and type(out) is type(canonical)
+
+
+def test_labels_equal_as_numbers_are_one_class():
+    labels = LabelMap.fit([1, "1", 1.0, "1.0", 2.5, "2.5"])
+    assert labels.names == ["1", "2.5"]
+    assert labels.encode(frame(["1.0", 1, " 1", 2.5, "2.50"]), "v.jsonl").tolist() == [0, 0, 0, 1, 1]
+    assert LabelMap.fit(["1", "pos", 1]).names == ["1", "pos"]  # a word among numbers: sorted by name
+
+
+def test_a_model_saved_with_float_names_still_matches():
+    saved = LabelMap.from_config({0: "0.0", 1: "1.0"})
+    assert [saved.id_of(v) for v in (1, "1", 1.0, "1.0", 0)] == [1, 1, 1, 1, 0]
+
+
+def test_huge_numeric_labels_do_not_overflow():
+    big = "1" + "0" * 400
+    assert LabelMap.fit([big, "2"]).names == ["2", big]

@@ -1,6 +1,8 @@
 """read_table / infer_format: formats, line numbers, and every user-facing error."""
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -83,7 +85,7 @@ def test_csv_crlf_and_blank_lines(tmp_path):
     df = read_table(path, columns={"text": "text", "label": "label"})
     assert df["text"].tolist() == ["x", "y"]
     assert df["line"].tolist() == [2, 5]
-    assert df["label"].tolist() == ["1", "2"]  # csv labels stay strings
+    assert df["label"].tolist() == [1, 2]  # numbers, as the same labels read from json (data/labels.py)
 
 
 def test_header_by_index_and_extra_roles(tmp_path):
@@ -110,7 +112,7 @@ def test_header_names_are_matched_ignoring_surrounding_spaces(tmp_path):
 def test_tsv_quoting_minimal_and_custom_delimiter(tmp_path):
     tsv = write(tmp_path, "d.tsv", 'label\ttext\nham\t"a\tb"\n')
     assert read_table(tsv, columns={"text": "text", "label": "label"}, quoting="minimal")["text"][0] == "a\tb"
-    assert read_table(tsv, columns={"text": "text", "label": "label"})["text"][0] == '"a'
+    assert read_table(tsv, columns={"text": "text", "label": "label"}, extra_fields="ignore")["text"][0] == '"a'
     semi = write(tmp_path, "d.txt", "label;text\nham;hi\n")
     df = read_table(semi, format="csv", delimiter=";", columns={"text": "text", "label": "label"})
     assert df.iloc[0][["text", "label"]].tolist() == ["hi", "ham"]
@@ -384,3 +386,116 @@ def test_random_bytes_raise_only_data_errors(tmp_path, data, fmt, by_index):
     assert len(df) > 0
     assert df["line"].is_monotonic_increasing
     assert all(isinstance(t, str) and t.strip() for t in df["text"])
+
+
+# --- rows wider than the header, repeated header names ---------------------------------------------
+
+def test_a_row_with_more_fields_than_the_header_is_an_error(tmp_path):
+    path = write(tmp_path, "d.csv", "label,text\npos,fine\nneg,I hated every minute, and more words\n")
+    assert error_of(path) == (
+        f"{path}, line 3: 3 comma-separated fields, but the header (line 1) has 2; if a field holds a comma, "
+        f"put that field in double quotes; to drop extra trailing fields, set data.extra_fields: ignore")
+    shifted = write(tmp_path, "t.csv", "text,label\nfine,pos\nI hated it, really,neg\n")
+    assert "t.csv, line 3: 3 comma-separated fields, but the header (line 1) has 2" in error_of(shifted)
+    quoted = write(tmp_path, "q.csv", 'label,text\nneg,"I hated every minute, and more words"\n')
+    assert read_table(quoted, columns={"text": "text", "label": "label"})["text"].tolist() == [
+        "I hated every minute, and more words"]
+
+
+def test_extra_fields_without_a_header_and_with_quoting_none(tmp_path):
+    path = write(tmp_path, "d.tsv", "pos\tgood\nneg\tbad\tstray\n")
+    assert error_of(path, columns={"label": 0, "text": 1}) == (
+        f"{path}, line 2: 3 tab-separated fields, but the first row (line 1) has 2; if a field holds a tab, "
+        f"put that field in double quotes and set data.quoting: minimal; to drop extra trailing fields, "
+        f"set data.extra_fields: ignore")
+    df = read_table(path, columns={"label": 0, "text": 1}, extra_fields="ignore")
+    assert df[["label", "text"]].values.tolist() == [["pos", "good"], ["neg", "bad"]]
+    assert "unknown extra_fields 'maybe' (data.extra_fields)" in error_of(
+        path, columns={"label": 0, "text": 1}, extra_fields="maybe")
+
+
+def test_a_repeated_header_name_is_an_error(tmp_path):
+    path = write(tmp_path, "d.csv", "text,text,label\na,b,pos\n")
+    assert error_of(path) == (f"{path}, line 1: the header names column 'text' twice (0-based columns 0 and 1); "
+                              f"rename one of them")
+    blanks = write(tmp_path, "b.csv", "text,label,,\na,pos,,\n")  # unnamed trailing columns are no names
+    assert read_table(blanks, columns={"text": "text", "label": "label"})["text"].tolist() == ["a"]
+
+
+def test_stsb_ragged_rows_read_with_extra_fields_ignore(shared_data):
+    stsb = shared_data / "stsb"
+    args = dict(format="tsv", header=False, quoting="none", columns={"label": 4, "text": 5, "text_pair": 6})
+    df = read_table(stsb / "sts-train.csv", extra_fields="ignore", **args)
+    assert len(df) == 5749
+    first = df.iloc[0]
+    assert (first["label"], first["text"], first["text_pair"]) == (5, "A plane is taking off.",
+                                                                   "An air plane is taking off.")
+    lines = (stsb / "sts-train.csv").read_text(encoding="utf-8").split("\n")
+    ragged = next(n for n, line in enumerate(lines, 1) if line.count("\t") == 8)
+    assert f"sts-train.csv, line {ragged}: 9 tab-separated fields, but the first row (line 1) has 7" in error_of(
+        stsb / "sts-train.csv", **args)
+
+
+# --- pipes, /proc files and symlink loops ---------------------------------------------------------
+
+def _fifo_with(tmp_path: Path, name: str, content: bytes) -> tuple[Path, threading.Thread]:
+    path = tmp_path / name
+    os.mkfifo(path)
+
+    def feed():
+        with open(path, "wb") as pipe:  # blocks until the reader opens the pipe
+            pipe.write(content)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    return path, writer
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_named_pipe_is_read_as_a_stream(tmp_path):
+    path, writer = _fifo_with(tmp_path, "pipe", b"label,text\npos,good film\nneg,dull\n")
+    df = read_table(path, format="csv", columns={"text": "text", "label": "label"})
+    writer.join(5)
+    assert df[["label", "text"]].values.tolist() == [["pos", "good film"], ["neg", "dull"]]
+    empty, writer = _fifo_with(tmp_path, "empty", b"")
+    assert error_of(empty, format="csv") == f"{empty} is empty"
+    writer.join(5)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_parquet_through_a_named_pipe(tmp_path):
+    source = tmp_path / "d.parquet"
+    pd.DataFrame({"text": ["fine", "bad"], "label": ["pos", "neg"]}).to_parquet(source)
+    path, writer = _fifo_with(tmp_path, "pipe", source.read_bytes())
+    df = read_table(path, format="parquet", columns={"text": "text", "label": "label"})
+    writer.join(5)
+    assert df["text"].tolist() == ["fine", "bad"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="no /proc")
+def test_a_proc_file_is_not_empty():
+    df = read_table("/proc/self/status", format="txt", columns={"text": 0}, required=("text",))
+    assert df["text"].iloc[0].startswith("Name:")
+
+
+def test_a_symlink_loop_is_named_as_such(tmp_path):
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(tmp_path / "other.csv")
+    (tmp_path / "other.csv").symlink_to(loop)
+    assert error_of(loop) == f"{loop} is a symlink loop (following its links leads back to it); point it at a real file"
+    dangling = tmp_path / "dangling.csv"
+    dangling.symlink_to(tmp_path / "missing.csv")
+    assert error_of(dangling) == f"{dangling} does not exist"
+
+
+# --- one label per number, in every format --------------------------------------------------------
+
+def test_labels_equal_as_numbers_read_as_one_value_in_every_format(tmp_path):
+    jsonl = write(tmp_path, "d.jsonl", '{"t": "a", "l": 1}\n{"t": "b", "l": "1"}\n{"t": "c", "l": 1.0}\n'
+                                       '{"t": "d", "l": "1.0"}\n{"t": "e", "l": 2.5}\n{"t": "f", "l": "pos"}\n')
+    assert read_table(jsonl, columns={"text": "t", "label": "l"})["label"].tolist() == [1, 1, 1, 1, 2.5, "pos"]
+    csv_file = write(tmp_path, "d.csv", "text,label\na,1\nb, 1.0 \nc,2.50\nd,007\n")
+    assert read_table(csv_file, columns={"text": "text", "label": "label"})["label"].tolist() == [1, 1, 2.5, 7]
+    parquet = tmp_path / "d.parquet"
+    pd.DataFrame({"text": ["a", "b"], "label": [1.0, 2.5]}).to_parquet(parquet)
+    assert read_table(parquet, columns={"text": "text", "label": "label"})["label"].tolist() == [1, 2.5]

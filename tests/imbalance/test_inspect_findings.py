@@ -87,6 +87,19 @@ def test_clean_data_has_no_findings(tmp_path):
     assert missing.count == 1 and "validation has no example of 'pos'" in missing.message
 
 
+def test_mixed_label_types(tmp_path):
+    rows = skewed_rows(40, positive_every=2)
+    rows[3], rows[7] = ("1", rows[3][1]), ("1.0", rows[7][1])  # one label, equal as numbers, among words
+    report = inspect_files(str(write_csv(tmp_path / "mixed.csv", rows)))
+    mixed = codes(report)["mixed_label_types"]
+    assert (mixed.severity, mixed.count) == ("warning", 2)
+    assert mixed.message.startswith("the labels mix numbers (2 rows) and words (38 rows)")
+    assert [e["where"] for e in mixed.examples] == ["line 5", "line 9"]
+    assert "1" in report.classes["train"] and "1.0" not in report.classes["train"]
+    numbers = [(str(i % 2), text) for i, (_, text) in enumerate(rows)]
+    assert "mixed_label_types" not in codes(inspect_files(str(write_csv(tmp_path / "numbers.csv", numbers))))
+
+
 def test_token_lengths_count_truncation(tiny_bert_dir, tmp_path):
     rows = [("a", "short text"), ("b", "word " * 40), ("a", "another short one"), ("b", "tiny")]
     report = inspect_files(str(write_csv(tmp_path / "long.csv", rows)), model=str(tiny_bert_dir), max_length=16)

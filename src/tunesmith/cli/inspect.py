@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from tunesmith.cli.arg_types import positive_int
+
 EXIT_FINDINGS = 1
 
 
@@ -26,7 +28,7 @@ def add_parser(commands) -> None:
     data.add_argument("--validation", help="a validation file to check against the data")
     data.add_argument("--test", help="a test file to check against the data")
     data.add_argument("--model", help="packaged model name or directory whose tokenizer counts tokens")
-    data.add_argument("--max-length", type=int, default=128, help="token budget to count truncation against")
+    data.add_argument("--max-length", type=positive_int, default=128, help="token budget to count truncation against")
     data.add_argument("--format", choices=["csv", "tsv", "jsonl", "json", "parquet", "txt"])
     data.add_argument("--header", action=argparse.BooleanOptionalAction, default=None)
     data.add_argument("--text-column", default="text", help="name, or 0-based index without header (default: text)")

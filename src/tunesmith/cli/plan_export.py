@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tunesmith.cli.arg_types import finite_non_negative
+
 
 def add_parsers(commands) -> None:
     plan = commands.add_parser("plan", help="measure a few real steps of each fine-tuning method; recommend one "
@@ -21,7 +23,7 @@ def add_parsers(commands) -> None:
     export = commands.add_parser("export", help="export a run (merged | onnx | int8) and re-evaluate the export")
     export.add_argument("run", help="run directory written by `tunesmith train`")
     export.add_argument("--format", required=True, choices=["merged", "onnx", "int8"], dest="export_format")
-    export.add_argument("--max-drop", type=float, default=None,
+    export.add_argument("--max-drop", type=finite_non_negative, default=None,
                         help="refuse the export (exit 2) when the validation metric drops by more than this")
     export.add_argument("--output", help="export directory (default: RUN/exports/FORMAT)")
 

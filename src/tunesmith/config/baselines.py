@@ -17,7 +17,7 @@ NAMES = ("majority", "tfidf", "scratch")
 class BaselinesSpec(BaseModel):
     """The recipe's `baselines:` section (defaults: majority and tfidf on, scratch off)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf, nan: refused
 
     majority: bool = True
     tfidf: bool = True
@@ -39,6 +39,9 @@ class BaselinesSpec(BaseModel):
             if unknown:
                 raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {', '.join(NAMES)}")
             return {name: name in value for name in NAMES}
+        if not isinstance(value, (dict, BaselinesSpec)):
+            raise ValueError(f"must be true, false, a baseline name ({', '.join(NAMES)}), a list of names, or a "
+                             f"mapping such as {{tfidf: false}}")
         return value
 
     @property

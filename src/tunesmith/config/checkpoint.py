@@ -30,7 +30,7 @@ Resume = Annotated[Union[bool, Literal["auto"]], BeforeValidator(_resume_value)]
 
 
 class CheckpointSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf, nan: refused
 
     every_steps: int | None = Field(
         None, ge=1, description="save a checkpoint every N optimizer steps (besides each epoch end)")

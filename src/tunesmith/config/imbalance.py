@@ -38,12 +38,12 @@ THRESHOLD_METRICS = ("macro_f1", "positive_f1", "balanced_accuracy", "accuracy",
 AUGMENT_OPERATIONS = ("delete", "swap", "insert")
 FINDING_CODES = (
     "class_imbalance", "rare_class", "duplicates", "normalised_duplicates", "conflicting_labels", "leakage",
-    "empty_text", "truncation", "missing_class",
+    "empty_text", "truncation", "missing_class", "mixed_label_types",
 )
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf, nan: refused
 
 
 class ResampleSpec(_Section):

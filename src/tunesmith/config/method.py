@@ -38,7 +38,7 @@ OPTIONS = {
 
 
 class MethodSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf, nan: refused
 
     name: str = Field("full", description="full | freeze | bitfit | lora | dora")
     gradient_checkpointing: bool = False
@@ -52,7 +52,12 @@ class MethodSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, (dict, MethodSpec)):
+            raise ValueError(f"must be a method name ({', '.join(METHOD_NAMES)}) or a mapping with name: "
+                             f"and the method's options")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -7,27 +7,28 @@ directory, so a run can always be repeated.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.config.baselines import BaselinesSpec
-from tunesmith.errors import RecipeError
+from tunesmith.config.checkpoint import CheckpointSpec, Resume
 from tunesmith.config.imbalance import ImbalanceSpec, InspectSpec
 from tunesmith.config.lm import LMSpec
+from tunesmith.config.messages import alias_problem, describe_errors
 from tunesmith.config.method import MethodSpec
 from tunesmith.config.regression import RegressionSpec
 from tunesmith.config.report import ReportSpec
-from tunesmith.config.checkpoint import CheckpointSpec, Resume
+from tunesmith.errors import RecipeError, shown
 
 
 class Section(BaseModel):
-    """Base of every recipe section: unknown keys are errors, values are checked on assignment."""
+    """Base of every recipe section: unknown keys are errors, values are checked on assignment, and
+    numbers are finite (inf and nan are refused everywhere, as in every other section's model_config)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class HeldOut(Section):
@@ -56,6 +57,9 @@ class DataSpec(Section):
     quoting: Literal["auto", "minimal", "none"] = "auto"
     delimiter: str | None = None
     encoding: str = "utf-8"
+    extra_fields: Literal["error", "ignore"] = Field(
+        "error", description="csv/tsv rows with more fields than the header (or first row): an error, or "
+                             "ignore the extra trailing fields (ragged files addressed by column index)")
     validation: HeldOut = Field(default_factory=HeldOut)
     test: str | None = None
     drop_duplicates: bool = False
@@ -66,7 +70,14 @@ class DataSpec(Section):
     @field_validator("validation", mode="before")
     @classmethod
     def _path_shorthand(cls, value: Any) -> Any:
-        return {"path": value} if isinstance(value, str) else value
+        if isinstance(value, str):
+            return {"path": value}
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"split": value}
+        if not isinstance(value, (dict, HeldOut)):
+            raise ValueError("must be a fraction of the training rows (e.g. 0.2), the path of a validation "
+                             "file, or a mapping with split, path, stratify")
+        return value
 
     @field_validator("columns")
     @classmethod
@@ -74,7 +85,7 @@ class DataSpec(Section):
         roles = ("text", "text_pair", "label", "instruction", "input", "output", "system", "messages")
         unknown = set(value) - set(roles)
         if unknown:
-            raise ValueError(f"unknown column role {sorted(unknown)[0]!r}; roles are {', '.join(roles)}")
+            raise ValueError(f"unknown column role {shown(sorted(unknown)[0])}; roles are {', '.join(roles)}")
         listed = [role for role, column in value.items() if isinstance(column, list) and role != "label"]
         if listed:
             raise ValueError(f"'{listed[0]}' names one column; only label may list several (regression targets)")
@@ -82,7 +93,7 @@ class DataSpec(Section):
             raise ValueError("label: an empty list of target columns")
         if "text" not in value and "messages" not in value and not {"instruction", "output"} <= set(value):
             raise ValueError("needs a 'text' column (sft: 'instruction' and 'output', or 'messages')")
-        return value
+        return _one_column_per_role(value)
 
 
 class EarlyStopping(Section):
@@ -109,19 +120,12 @@ class TrainSpec(Section):
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 where the GPU or CPU runs it natively (AVX512-BF16/AMX), else fp32")
-    eval_every: Union[Literal["epoch"], int] = "epoch"
+    eval_every: Union[Literal["epoch"], Annotated[int, Field(ge=1)]] = "epoch"
     log_every: int = Field(10, ge=1)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy's range of seeds: 0 to 2**32 - 1")
     on_nan: Literal["stop", "skip"] = Field("stop", description="a NaN/inf loss: stop the run, or skip the batch")
     max_nan_skips: int = Field(10, ge=0, description="with on_nan: skip, stop after skipping more batches than this")
-
-    @field_validator("eval_every")
-    @classmethod
-    def _positive(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be 'epoch' or a positive number of steps")
-        return value
 
 
 class Recipe(Section):
@@ -132,11 +136,11 @@ class Recipe(Section):
     output: str = "runs/latest"
     trust_remote_code: bool = False
     allow_pickle: bool = False
-    lm: LMSpec = Field(default_factory=LMSpec)  # causal_lm / sft settings (tunesmith/lm_recipe.py)
+    lm: LMSpec = Field(default_factory=LMSpec)  # causal_lm / sft settings (config/lm.py)
     regression: RegressionSpec = Field(default_factory=RegressionSpec)  # task: regression (loss, scaling)
-    imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)  # classification (tunesmith/imbalance/config.py)
+    imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)  # classification (config/imbalance.py)
     inspect: InspectSpec = Field(default_factory=InspectSpec)  # data diagnostics before training (tunesmith/inspection.py)
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # tunesmith/train/checkpoint_spec.py
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # config/checkpoint.py
     resume: Resume = False  # true: continue from the newest valid checkpoint in output; auto: if there is one
     method: MethodSpec = Field(default_factory=MethodSpec)  # full | freeze | bitfit | lora | dora (tunesmith/methods/)
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)  # majority | tfidf | scratch (tunesmith/baselines/)
@@ -161,7 +165,7 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise RecipeError(f"{source}: {_describe(exc.errors()[0], raw)}") from None
+        raise RecipeError(f"{source}: {describe_errors(exc.errors(), Recipe)}") from None
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -183,6 +187,15 @@ class _RecipeLoader(yaml.SafeLoader):
                                                             key_node.start_mark)
                 seen.add(key)
         return super().construct_mapping(node, deep)
+
+    def compose_document(self):
+        """The document's node graph; aliases that expand too far (a "billion laughs" document) or into
+        themselves are refused before anything is built from them (config/messages.py: alias_problem)."""
+        node = super().compose_document()
+        problem = alias_problem(node) if node is not None else None
+        if problem:
+            raise yaml.composer.ComposerError(None, None, problem, None)
+        return node
 
 
 def _read_yaml(path: Path) -> dict:
@@ -209,10 +222,10 @@ def _read_yaml(path: Path) -> dict:
 
 def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
-        raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.lr=3e-5")
+        raise RecipeError(f"--set {shown(item)}: expected KEY=VALUE, e.g. --set train.lr=3e-5")
     key, text = item.split("=", 1)
     try:
-        value = yaml.safe_load(text) if text else None
+        value = yaml.load(text, Loader=_RecipeLoader) if text else None  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: the text itself
         value = text
     return key.strip(), value
@@ -232,27 +245,12 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _describe(error: dict, raw: dict) -> str:
-    loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
-    key = ".".join(loc)
-    if error["type"] == "extra_forbidden":
-        hint = _close_match(loc)
-        return f"unknown key '{key}'" + (f" (did you mean '{hint}'?)" if hint else "")
-    if error["type"] == "missing":
-        return f"missing key '{key}'"
-    message = error["msg"].removeprefix("Value error, ")
-    value = error.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"key '{key}': {message}{shown}" if key else f"{message}"
-
-
-def _close_match(loc: list[str]) -> str | None:
-    model: type[BaseModel] = Recipe
-    for part in loc[:-1]:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    matches = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
-    return ".".join(loc[:-1] + matches[:1]) if matches else None
+def _one_column_per_role(columns: dict) -> dict:
+    """data.columns maps each role to a column of its own."""
+    seen: dict = {}
+    for role, column in columns.items():
+        if column in seen:
+            raise ValueError(f"roles '{seen[column]}' and '{role}' both map to column {shown(column)}; "
+                             f"each role needs a column of its own")
+        seen[column] = role
+    return columns

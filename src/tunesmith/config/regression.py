@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class RegressionSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf, nan: refused
 
     loss: Literal["mse", "huber", "l1"] = "mse"
     huber_delta: float = Field(1.0, gt=0, description="huber: quadratic below, linear above this |error|")

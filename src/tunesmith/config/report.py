@@ -12,7 +12,7 @@ TRACKERS = ("tensorboard", "mlflow")
 class ReportSpec(BaseModel):
     """The recipe's `report:` section."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf, nan: refused
 
     html: bool = Field(True, description="write RUN/report.html when training ends")
     trackers: list[Literal["tensorboard", "mlflow"]] = Field(

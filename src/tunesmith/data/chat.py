@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from tunesmith.errors import DataError
+from tunesmith.errors import DataError, shown
 
 IGNORE_INDEX = -100
 
@@ -64,7 +64,7 @@ def check_messages(value: Any, where: str) -> list[dict]:
             raise DataError(f"{where}: message {n} must be an object with 'role' and 'content'")
         role, content = message["role"], message["content"]
         if role not in ROLES:
-            raise DataError(f"{where}: message {n} has role {role!r}; roles are {', '.join(ROLES)}")
+            raise DataError(f"{where}: message {n} has role {shown(role)}; roles are {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise DataError(f"{where}: message {n} content must be a string")
         messages.append({"role": role, "content": content})

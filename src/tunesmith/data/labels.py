@@ -2,16 +2,21 @@
 
 A :class:`LabelMap` is built once from the training labels (``LabelMap.fit``) or from a saved
 model's ``id2label`` (``LabelMap.from_config``) and then encodes every split with the same ids.
-Class order is deterministic: numerically when every label is a number (ints, bools, or floats),
-otherwise by the label's name. A label's *name* is ``str(label)``, except that integral floats
-are named like ints (``1.0`` -> ``"1"``) when every label is an integral number, as happens when
-pandas reads an int column with gaps as float. Values are matched by name, so ``1`` and ``"1"``
-are the same class.
+
+One rule for every reader and file format: label values that are equal as numbers are one label.
+``canonical_label`` turns a value into its one form: a string that spells a finite number (``"1"``,
+``" 1.0 "``, ``"1e3"``) reads as that number, an integral number as an int (``1.0`` -> ``1``), other
+strings are stripped of surrounding whitespace; booleans stay booleans. So ``1``, ``"1"``, ``1.0``
+and ``"1.0"`` are the class named ``"1"``, and ``2.5`` the class ``"2.5"``.
+
+Class order is deterministic: numerically when every label is a number, otherwise by the label's
+name (``str`` of its canonical form).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from numbers import Number
 from typing import Any
@@ -19,9 +24,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunesmith.errors import DataError, ModelError
+from tunesmith.errors import DataError, ModelError, shorten
 
 _MAX_LISTED = 20  # known labels shown in an error message
+_INTEGER = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_EXACT_FLOAT_INTS = 2**53  # integral floats below this convert to int exactly
+
+
+def canonical_label(value: Any) -> Any:
+    """The one form of a label value (see the module docstring); blank values come back unchanged."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _INTEGER.fullmatch(text):
+            return int(text)
+        if not _DECIMAL.fullmatch(text):
+            return text
+        number = float(text)
+        if not math.isfinite(number):  # "1e999": not a number a label could mean
+            return text
+        value = number
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_INTS:
+        return int(value)
+    return value
+
+
+def is_numeric_label(value: Any) -> bool:
+    """Whether a (canonical) label value is a number (booleans are not)."""
+    return _is_number(value) and not isinstance(value, (bool, np.bool_))
 
 
 def _is_number(value: Any) -> bool:
@@ -48,7 +82,8 @@ def _name(value: Any, integral: bool) -> str:
 
 
 def _show(name: str) -> str:
-    """``name`` fit for a one-line message: control characters escaped."""
+    """``name`` fit for a one-line message: control characters escaped, cut to 80 characters."""
+    name = shorten(name, 80)
     return name if name.isprintable() else repr(name)[1:-1]
 
 
@@ -80,13 +115,14 @@ class LabelMap:
         ``source`` (usually the training file's path) starts every error message. Raises DataError
         for a blank label or fewer than 2 classes.
         """
-        values = [v for _, v in dict.fromkeys((type(v), _hashable(v)) for v in labels)]
+        distinct = [v for _, v in dict.fromkeys((type(v), _hashable(v)) for v in labels)]
+        values = [v for _, v in dict.fromkeys((type(c), _hashable(c)) for c in map(canonical_label, distinct))]
         if any(_is_blank(v) for v in values):
             raise DataError(f"{source}: found an empty label; every training example needs one")
         numeric = all(_is_number(v) for v in values)
-        integral = numeric and all(float(v).is_integer() for v in values)
+        integral = numeric and all(isinstance(v, (bool, int)) or float(v).is_integer() for v in values)
         if numeric:
-            pairs = sorted({_name(v, integral): float(v) for v in values}.items(),
+            pairs = sorted({_name(v, integral): v for v in values}.items(),
                            key=lambda item: (item[1], item[0]))
             names = [name for name, _ in pairs]
         else:
@@ -141,9 +177,10 @@ class LabelMap:
         """The id of one label value, or None if it is not a known class."""
         if _is_blank(value):
             return None
-        candidates = [_name(value, False), _name(value, True)]
-        if _is_number(value) and not isinstance(value, (bool, np.bool_)):
-            candidates.append(str(float(value)))  # 1 for a class named "1.0"
+        canonical = canonical_label(value)
+        candidates = [_name(canonical, False), _name(value, False), _name(value, True)]
+        if is_numeric_label(canonical) and abs(canonical) < 1e300:
+            candidates.append(str(float(canonical)))  # 1 for a class named "1.0" (a model saved before the rule)
         for name in candidates:
             if name in self._ids:
                 return self._ids[name]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from tunesmith.data.chat import alpaca_messages, check_messages
-from tunesmith.data.readers import _check_file, _decode, _read_json, _read_jsonl, infer_format, read_table
+from tunesmith.data.readers import check_file, decode_text, read_json_records, read_jsonl_records, infer_format, read_table
 from tunesmith.data.split import split_frame
 from tunesmith.errors import DataError
 
@@ -51,13 +51,14 @@ def read_documents(spec, path: str, text_unit: str = "paragraph") -> tuple[pd.Da
     path_ = Path(path)
     fmt = infer_format(path_, spec.format)
     if fmt == "txt":
-        _check_file(path_)
-        return _txt_documents(path_, _decode(path_, spec.encoding), text_unit), 0
+        check_file(path_)
+        return _txt_documents(path_, decode_text(path_, spec.encoding), text_unit), 0
     column = spec.columns.get("text")
     if column is None:
         raise DataError(f"{path}: causal_lm reads documents from a text column; set data.columns: {{text: ...}}")
     frame = read_table(path_, columns={"text": column}, required=(), format=fmt, header=spec.header,
-                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding)
+                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding,
+                       extra_fields=spec.extra_fields)
     blank = frame["text"].str.strip() == ""
     frame = frame[~blank].reset_index(drop=True)
     if frame.empty:
@@ -146,8 +147,8 @@ def sft_columns(spec, path: str) -> dict:
     fmt = infer_format(Path(path), spec.format)
     keys: list[str] = []
     if fmt in ("json", "jsonl") and Path(path).is_file() and Path(path).stat().st_size:
-        text = _decode(Path(path), spec.encoding)
-        records = _read_json(Path(path), text) if fmt == "json" else _read_jsonl(Path(path), text)
+        text = decode_text(Path(path), spec.encoding)
+        records = read_json_records(Path(path), text) if fmt == "json" else read_jsonl_records(Path(path), text)
         keys = list(dict.fromkeys(key for _, obj in records[:100] for key in obj))
     if "messages" in keys:
         return {"messages": "messages"}
@@ -164,7 +165,8 @@ def read_conversations(spec, path: str, columns: dict) -> pd.DataFrame:
     if "messages" in columns:
         columns = {"messages": columns["messages"]}
     frame = read_table(Path(path), columns=columns, required=required, format=spec.format, header=spec.header,
-                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding)
+                       quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding,
+                       extra_fields=spec.extra_fields)
     unit = frame.attrs.get("line_unit", "line")
     conversations = []
     for row in frame.itertuples(index=False):

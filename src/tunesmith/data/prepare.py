@@ -40,7 +40,7 @@ def read_labelled(spec: DataSpec, path: str, *, require_label: bool = True) -> p
     columns = spec.columns if require_label else {k: v for k, v in spec.columns.items() if k != "label"}
     return read_table(
         Path(path), columns=columns, required=required, format=spec.format, header=spec.header,
-        quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding,
+        quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding, extra_fields=spec.extra_fields,
     )
 
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import csv
 import difflib
+import errno
 import io
 import itertools
 import json
 import math
+import os
+import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunesmith.errors import DataError
+from tunesmith.data.labels import canonical_label
+from tunesmith.errors import DataError, shorten, shown
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "txt")
 QUOTING = ("auto", "minimal", "none")
+EXTRA_FIELDS = ("error", "ignore")  # csv/tsv rows with more fields than the header (or first row)
 
 _EXTENSIONS = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -73,33 +78,41 @@ def read_table(
     quoting: str = "auto",
     delimiter: str | None = None,
     encoding: str = "utf-8",
+    extra_fields: str = "error",
 ) -> pd.DataFrame:
     """Read ``path`` into a DataFrame with one column per role in ``columns`` plus ``line``.
 
     ``required`` roles must have a non-blank value in every row. Roles named ``text`` or
-    ``text_*`` come back as ``str``; ``label`` keeps the type it was read with (always ``str`` for
-    csv/tsv; whatever JSON or Arrow gives for jsonl/json/parquet), with string labels stripped of
-    surrounding whitespace. A missing or blank value of a role that is not required reads as
-    ``""`` for text roles and ``None`` for others. Blank lines are skipped; a UTF-8 BOM is dropped.
+    ``text_*`` come back as ``str``; ``label`` values in their canonical form, the same in every
+    format (:func:`tunesmith.data.labels.canonical_label`: values equal as numbers are one number;
+    other strings stripped of surrounding whitespace). A missing or blank value of a role that is
+    not required reads as ``""`` for text roles and ``None`` for others. Blank lines are skipped;
+    a UTF-8 BOM is dropped.
 
     csv/tsv only: ``header`` (None: the first row holds column names when every ``columns`` value
     is a name), ``quoting`` ("auto": none for tsv, minimal for csv; "minimal": standard double-quote
-    quoting; "none": quotes are ordinary characters) and ``delimiter`` (default by format).
+    quoting; "none": quotes are ordinary characters), ``delimiter`` (default by format) and
+    ``extra_fields`` ("error": a row with more fields than the header, or than the first row when
+    there is no header, is an error; "ignore": its extra trailing fields are dropped).
+
+    Pipes, character devices and /proc files are read as streams: ``<(zcat data.csv.gz)`` works.
     """
     path = Path(path)
-    _check_file(path)
+    info = check_file(path)
     fmt = infer_format(path, format)
     _check_columns(path, fmt, columns, required)
     if fmt == "parquet":
-        rows, unit = _read_parquet(path, columns), "row"
+        seekable = stat.S_ISREG(info.st_mode) and info.st_size > 0  # /proc files say 0 bytes
+        rows, unit = _read_parquet(path, path if seekable else io.BytesIO(_read_bytes(path)), columns), "row"
     else:
-        text = _decode(path, encoding)
+        text = decode_text(path, encoding)
         if fmt in ("csv", "tsv"):
-            rows, unit = _read_delimited(path, text, fmt, columns, header, quoting, delimiter), "line"
+            rows, unit = _read_delimited(path, text, fmt, columns, header, quoting, delimiter,
+                                         extra_fields), "line"
         elif fmt == "txt":
             rows, unit = _read_txt(path, text), "line"
         else:
-            records = _read_jsonl(path, text) if fmt == "jsonl" else _read_json(path, text)
+            records = read_jsonl_records(path, text) if fmt == "jsonl" else read_json_records(path, text)
             rows, unit = _pick_keys(path, fmt, records, columns), ("line" if fmt == "jsonl" else "item")
     frame = _build_frame(path, unit, rows, columns, required)
     frame.attrs["line_unit"] = unit
@@ -108,13 +121,32 @@ def read_table(
 
 # --- checks shared by every format -------------------------------------------------------------
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path} does not exist")
-    if path.is_dir():
+def check_file(path: Path) -> os.stat_result:
+    """The file's status; a missing path, a symlink loop or a directory is an error. Emptiness is
+    checked once the file is read: pipes and /proc files have no size to look at."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise DataError(f"{path} is a symlink loop (following its links leads back to it); "
+                            f"point it at a real file") from None
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise DataError(f"{path} does not exist") from None
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise DataError(f"{path} is a directory, not a data file")
-    if path.stat().st_size == 0:
+    return info
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, read to the end (a pipe as well as a file); no bytes at all is an error."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    if not data:
         raise DataError(f"{path} is empty")
+    return data
 
 
 def _check_columns(path: Path, fmt: str, columns: Mapping[str, Column], required: tuple[str, ...]) -> None:
@@ -126,7 +158,7 @@ def _check_columns(path: Path, fmt: str, columns: Mapping[str, Column], required
             isinstance(col, int) and not isinstance(col, bool) and col >= 0)
         if not ok:
             raise DataError(f"{path}: data.columns.{role} must be a column name or a 0-based "
-                            f"column index, got {col!r}")
+                            f"column index, got {shown(col)}")
     for role in required:
         if role not in columns:
             if fmt == "txt":
@@ -139,12 +171,9 @@ def _check_columns(path: Path, fmt: str, columns: Mapping[str, Column], required
                         f"it has no columns for: {extra}")
 
 
-def _decode(path: Path, encoding: str) -> str:
+def decode_text(path: Path, encoding: str) -> str:
     """The file's text; a non-decodable byte is reported with its line. A leading BOM is dropped."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    data = _read_bytes(path)
     try:
         text = data.decode(encoding)
     except LookupError:
@@ -159,7 +188,8 @@ def _decode(path: Path, encoding: str) -> str:
 
 
 def _show(name: str) -> str:
-    """``name`` fit for a one-line message: control characters escaped."""
+    """``name`` fit for a one-line message: control characters escaped, cut to 80 characters."""
+    name = shorten(name, 80)
     return name if name.isprintable() else repr(name)[1:-1]
 
 
@@ -219,7 +249,7 @@ def _dialect(path: Path, fmt: str, quoting: str, delimiter: str | None) -> tuple
     sep = delimiter if delimiter is not None else ("\t" if fmt == "tsv" else ",")
     if not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n':
         raise DataError(f"{path}: data.delimiter must be one character other than a quote or "
-                        f"a line break, got {sep!r}")
+                        f"a line break, got {shown(sep)}")
     return sep, (csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL)
 
 
@@ -241,10 +271,13 @@ def _csv_rows(path: Path, text: str, sep: str, mode: int) -> Iterator[Row]:
             yield start, fields
 
 
-def _read_delimited(path: Path, text: str, fmt: str, columns: Mapping[str, Column],
-                    header: bool | None, quoting: str, delimiter: str | None) -> list[Row]:
+def _read_delimited(path: Path, text: str, fmt: str, columns: Mapping[str, Column], header: bool | None,
+                    quoting: str, delimiter: str | None, extra_fields: str = "error") -> list[Row]:
     """Rows of a csv/tsv file, each holding the fields that ``columns`` maps, in role order."""
     sep, mode = _dialect(path, fmt, quoting, delimiter)
+    if extra_fields not in EXTRA_FIELDS:
+        raise DataError(f"{path}: unknown extra_fields {shown(extra_fields)} (data.extra_fields); "
+                        f"use one of {', '.join(EXTRA_FIELDS)}")
     if header is None:
         header = all(isinstance(col, str) for col in columns.values())
     named = [role for role, col in columns.items() if isinstance(col, str)]
@@ -257,6 +290,7 @@ def _read_delimited(path: Path, text: str, fmt: str, columns: Mapping[str, Colum
         if first is None:
             raise DataError(f"{path} is empty")
         if header:
+            _check_header(path, *first)
             positions = _resolve(path, columns, first[1], "the header")
         else:
             positions = _resolve(path, columns, [str(i) for i in range(len(first[1]))],
@@ -264,15 +298,37 @@ def _read_delimited(path: Path, text: str, fmt: str, columns: Mapping[str, Colum
             records = itertools.chain([first], records)
         need = max(positions) + 1
         kind = _SEPARATOR_NAMES.get(sep, f"'{sep}'")
+        width = len(first[1]) if extra_fields == "error" else None
+        where = f"the {'header' if header else 'first row'} (line {first[0]})"
         rows = []
         for line, fields in records:
             if len(fields) < need:
                 raise DataError(f"{path}, line {line}: expected at least {need} {kind}-separated "
                                 f"fields, found {len(fields)}")
+            if width is not None and len(fields) > width:
+                raise _too_many_fields(path, line, len(fields), f"{where} has {width}", kind, mode)
             rows.append((line, [fields[i] for i in positions]))
     if not rows:
         raise DataError(f"{path} has a header but no rows")
     return rows
+
+
+def _check_header(path: Path, line: int, names: list[str]) -> None:
+    """Each header name once: a repeated name would make data.columns ambiguous."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(n.strip() for n in names):
+        if name and name in seen:
+            raise DataError(f"{path}, line {line}: the header names column '{_show(name)}' "
+                            f"twice (0-based columns {seen[name]} and {position}); rename one of them")
+        seen.setdefault(name, position)
+
+
+def _too_many_fields(path: Path, line: int, found: int, expected: str, kind: str, mode: int) -> DataError:
+    """A row with more fields than the header: usually an unquoted separator inside a field."""
+    quote = ("put that field in double quotes and set data.quoting: minimal" if mode == csv.QUOTE_NONE
+             else "put that field in double quotes")
+    return DataError(f"{path}, line {line}: {found} {kind}-separated fields, but {expected}; if a field "
+                     f"holds a {kind}, {quote}; to drop extra trailing fields, set data.extra_fields: ignore")
 
 
 # --- txt, jsonl, json, parquet -------------------------------------------------------------------
@@ -291,7 +347,7 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
+def read_jsonl_records(path: Path, text: str) -> list[tuple[int, dict]]:
     """(line, object) for each non-blank line."""
     records = []
     for n, raw in enumerate(text.split("\n"), 1):
@@ -313,7 +369,7 @@ def _read_jsonl(path: Path, text: str) -> list[tuple[int, dict]]:
     return records
 
 
-def _read_json(path: Path, text: str) -> list[tuple[int, dict]]:
+def read_json_records(path: Path, text: str) -> list[tuple[int, dict]]:
     """(item number, object) for each item of the file's top-level array."""
     try:
         data = json.loads(text)
@@ -349,13 +405,14 @@ def _pick_keys(path: Path, fmt: str, records: list[tuple[int, dict]],
     return [(n, [obj.get(col, _MISSING) for col in names]) for n, obj in records]
 
 
-def _read_parquet(path: Path, columns: Mapping[str, Column]) -> list[Row]:
-    """Rows of a parquet file (numbered from 1), values as Arrow converts them to Python."""
+def _read_parquet(path: Path, data: Path | io.BytesIO, columns: Mapping[str, Column]) -> list[Row]:
+    """Rows of a parquet file (numbered from 1), values as Arrow converts them to Python; ``data`` is
+    the file itself, or its bytes when it is a stream."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        with pq.ParquetFile(path) as source:
+        with pq.ParquetFile(data) as source:
             names = list(source.schema_arrow.names)
             positions = _resolve(path, columns, names, "the file")
             table = source.read(columns=[names[i] for i in dict.fromkeys(positions)])
@@ -387,11 +444,9 @@ def _clean(where: tuple[Path, str, int], role: str, column: Column, value: Any, 
             raise DataError(f"{_at(where)}: empty {role}{detail}")
         return "" if _is_text_role(role) else None
     if role == "label":
-        if isinstance(value, str):
-            return value.strip()
-        if not isinstance(value, (bool, int, float)):
+        if not isinstance(value, (str, bool, int, float)):
             raise DataError(f"{_at(where)}: label must be a string or a number, found {_kind(value)}")
-        return value
+        return canonical_label(value)
     if _is_text_role(role):
         if isinstance(value, str):
             return value

@@ -20,7 +20,7 @@ METHODS: dict[str, Method] = {
     "lora": lora.LORA,
     "dora": lora.DORA,
 }
-assert tuple(METHODS) == METHOD_NAMES, "methods/spec.py METHOD_NAMES must list the registry's names"
+assert tuple(METHODS) == METHOD_NAMES, "config/method.py METHOD_NAMES must list the registry's names"
 
 
 @dataclass

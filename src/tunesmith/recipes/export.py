@@ -12,6 +12,7 @@ Default OUT: RUN/exports/<format>. It is written to a temporary directory beside
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,8 +36,8 @@ def export_run(run_path, fmt: str, *, output=None, max_drop: float | None = None
     """Export a finished run, re-evaluate it, write OUT and OUT/report.json; return the report (`show` prints it)."""
     if fmt not in FORMATS:
         raise RunError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    if max_drop is not None and max_drop < 0:
-        raise RunError(f"--max-drop must be >= 0 (got {max_drop})")
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise RunError(f"--max-drop must be a finite number >= 0 (got {max_drop})")
     run_path = Path(run_path)
     if is_export_dir(run_path):
         raise RunError(f"{run_path} is an export, not a run directory: export from the run it came from")

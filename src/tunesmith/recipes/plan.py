@@ -43,7 +43,7 @@ from pathlib import Path
 
 from tunesmith.config.method import MethodSpec
 from tunesmith.config.recipe import validate_recipe
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TunesmithError, shown
 from tunesmith.models import check_weights_safe, resolve_model
 from tunesmith.recipes.finetune import prepare_data
 from tunesmith.recipes.plan_measure import measure
@@ -75,7 +75,7 @@ def parse_duration(text: str) -> float:
     """'30m', '1h30m', '90s', '1.5h' -> seconds."""
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip().lower())
     if not parts or re.sub(r"\d+(?:\.\d+)?\s*[smhd]", "", text.strip().lower()).strip():
-        raise PlanError(f"--time-budget {text!r}: expected a duration such as 30m, 1h30m, 90s or 1.5h")
+        raise PlanError(f"--time-budget {shown(text)}: expected a duration such as 30m, 1h30m, 90s or 1.5h")
     return sum(float(n) * _TIME_UNITS[u] for n, u in parts)
 
 
@@ -83,7 +83,7 @@ def parse_memory(text: str) -> int:
     """'8GB' (10**9), '8GiB' / '8G' (2**30), '512MB' -> bytes."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text.strip().lower())
     if not match or match.group(2) not in _MEMORY_UNITS:
-        raise PlanError(f"--memory-budget {text!r}: expected a size such as 8GB, 8GiB or 512MB")
+        raise PlanError(f"--memory-budget {shown(text)}: expected a size such as 8GB, 8GiB or 512MB")
     return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
 
 

@@ -63,8 +63,8 @@ class Task(ABC):
             raise RecipeError(f"train.early_stopping.metric: '{metric}' is not a {self.name} metric; "
                               f"choose one of {', '.join(self.metric_names)}")
         if stop.target is not None and metric in self.bounded_metrics and not 0 <= stop.target <= 1:
-            raise RecipeError(f"train.early_stopping.target: {metric} lies between 0 and 1, so a target of "
-                              f"{stop.target:g} can never be reached")
+            raise RecipeError(f"train.early_stopping.target: {stop.target:g} can never be reached: {metric} lies "
+                              f"between 0 and 1; give a target in [0, 1] (e.g. 0.9), or none")
         return metric
 
     def derived_settings(self) -> dict:

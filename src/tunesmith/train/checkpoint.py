@@ -56,7 +56,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from tunesmith.artifacts import RunDir, fsync_dir, os_reason, replace_dir
-from tunesmith.errors import CheckpointError, TrainingInterrupted
+from tunesmith.errors import CheckpointError, TrainingInterrupted, shown
 from tunesmith.train.loop import LoopState
 
 FORMAT = "tunesmith-checkpoint/1"
@@ -464,7 +464,7 @@ class Checkpointer:
         key = _first_difference(saved.get("recipe", {}), now)
         if key is not None:
             was, is_ = _lookup(saved.get("recipe", {}), key), _lookup(now, key)
-            raise CheckpointError(f"cannot resume from {path}: recipe key '{key}' is {is_!r} now but was {was!r} "
+            raise CheckpointError(f"cannot resume from {path}: recipe key '{key}' is {shown(is_)} now but was {shown(was)} "
                                   f"when the checkpoint was saved; resume with the same recipe, or start over "
                                   f"without --resume")
         if saved.get("plan") != _plan(self.plan):
