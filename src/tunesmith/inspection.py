@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.artifacts import write_text_atomic
+from tunesmith.data.prepare import assemble_splits, read_with_spec
 from tunesmith.errors import DataError, ModelError
 from tunesmith.evaluation.classification import majority_baseline
 
@@ -370,35 +371,11 @@ def inspect_splits(splits, recipe, tokenizer=None, max_length: int | None = None
 
 def read_splits_leniently(spec, *, seed: int):
     """The recipe's splits as `train` builds them, except that empty texts are kept (to be reported)."""
-    from tunesmith.data.prepare import drop_duplicates
-    from tunesmith.data.readers import read_table
-    from tunesmith.data.split import split_frame
-
     if "label" not in spec.columns:
         raise DataError("data.columns: classification needs a 'label' column")
-
-    def read(path):
-        return read_table(Path(path), columns=spec.columns, required=("label",), format=spec.format,
-                          header=spec.header, quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding,
-                          extra_fields=spec.extra_fields)
-
-    train = read(spec.train)
-    notes, sources = [], {"train": spec.train}
-    if spec.drop_duplicates:
-        train, dropped = drop_duplicates(train)
-        if dropped:
-            notes.append(f"data.drop_duplicates dropped {dropped} repeated rows from {spec.train} before splitting")
-    if spec.validation.path:
-        validation = read(spec.validation.path)
-        sources["validation"] = spec.validation.path
-    else:
-        train, validation = split_frame(train, spec.validation.split, seed=seed, stratify=spec.validation.stratify)
-        sources["validation"] = f"{spec.train} (held-out {spec.validation.split:g})"
-    frames = {"train": train, "validation": validation}
-    if spec.test:
-        frames["test"] = read(spec.test)
-        sources["test"] = spec.test
-    return frames, sources, notes
+    split = assemble_splits(spec, lambda path: read_with_spec(spec, path, columns=spec.columns, required=("label",)),
+                            seed=seed, stratify=spec.validation.stratify)
+    return split.frames, split.sources, split.notes
 
 
 def tokenizer_for(model: str, trust_remote_code: bool = False):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -34,14 +35,58 @@ class LabelledSplits:
         return {name: frame for name, frame in named.items() if frame is not None}
 
 
-def read_labelled(spec: DataSpec, path: str, *, require_label: bool = True) -> pd.DataFrame:
-    """Read one file with the recipe's format/columns settings."""
-    required = ("text", "label") if require_label else ("text",)
-    columns = spec.columns if require_label else {k: v for k, v in spec.columns.items() if k != "label"}
+def read_with_spec(spec: DataSpec, path: str, *, columns: dict, required: tuple[str, ...]) -> pd.DataFrame:
+    """Read one file with the recipe's reading settings (format, header, quoting, delimiter, encoding,
+    extra fields) and the given role -> column mapping."""
     return read_table(
         Path(path), columns=columns, required=required, format=spec.format, header=spec.header,
         quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding, extra_fields=spec.extra_fields,
     )
+
+
+def read_labelled(spec: DataSpec, path: str, *, require_label: bool = True) -> pd.DataFrame:
+    """Read one file with the recipe's format/columns settings."""
+    required = ("text", "label") if require_label else ("text",)
+    columns = spec.columns if require_label else {k: v for k, v in spec.columns.items() if k != "label"}
+    return read_with_spec(spec, path, columns=columns, required=required)
+
+
+@dataclass
+class SplitFrames:
+    """train / validation / test as read and split, before any task-specific checks."""
+
+    frames: dict[str, pd.DataFrame]
+    sources: dict[str, str]
+    notes: list[str]
+
+    def file_of(self, split: str, train: str) -> str:
+        """The file a split's rows come from (a held-out split: the training file)."""
+        source = self.sources[split]
+        return train if source.startswith(f"{train} (held-out") else source
+
+
+def assemble_splits(spec: DataSpec, read: Callable[[str], pd.DataFrame], *, seed: int,
+                    stratify: bool) -> SplitFrames:
+    """The recipe's splits: the training file (duplicates dropped if asked), the validation file or a seeded
+    held-out fraction of the training rows (stratified by label if asked), and the test file if any."""
+    train = read(spec.train)
+    notes: list[str] = []
+    if spec.drop_duplicates:
+        train, dropped = drop_duplicates(train)
+        if dropped:
+            notes.append(f"dropped {dropped} duplicate rows from {spec.train}")
+    sources = {"train": spec.train}
+    if spec.validation.path:
+        validation = read(spec.validation.path)
+        sources["validation"] = spec.validation.path
+    else:
+        train, validation = split_frame(train, spec.validation.split, seed=seed, stratify=stratify)
+        sources["validation"] = f"{spec.train} (held-out {spec.validation.split:g})"
+    frames = {"train": train, "validation": validation}
+    if spec.test:
+        frames["test"] = read(spec.test)
+        sources["test"] = spec.test
+    return SplitFrames(frames, sources, notes)
 
 
 def load_labelled_splits(spec: DataSpec, *, seed: int) -> LabelledSplits:
@@ -50,34 +95,18 @@ def load_labelled_splits(spec: DataSpec, *, seed: int) -> LabelledSplits:
     if isinstance(spec.columns["label"], list):
         raise DataError("data.columns.label: classification takes one label column; a list of columns is for "
                         "task: regression (several numeric targets)")
-    train = read_labelled(spec, spec.train)
-    notes: list[str] = []
-    if spec.drop_duplicates:
-        train, dropped = drop_duplicates(train)
-        if dropped:
-            notes.append(f"dropped {dropped} duplicate rows from {spec.train}")
-    sources = {"train": spec.train}
-    if spec.validation.path:
-        validation = read_labelled(spec, spec.validation.path)
-        sources["validation"] = spec.validation.path
-    else:
-        train, validation = split_frame(train, spec.validation.split, seed=seed, stratify=spec.validation.stratify)
-        sources["validation"] = f"{spec.train} (held-out {spec.validation.split:g})"
-    test = read_labelled(spec, spec.test) if spec.test else None
-    if spec.test:
-        sources["test"] = spec.test
-    labels = LabelMap.fit(train["label"], source=spec.train)
-    for name, frame in (("validation", validation), ("test", test)):
-        if frame is not None:
-            labels.encode(frame, source=_file_of(sources[name], spec.train))  # raises on unseen labels
-    return LabelledSplits(train, validation, test, labels, sources, notes)
+    split = assemble_splits(spec, lambda path: read_labelled(spec, path), seed=seed,
+                            stratify=spec.validation.stratify)
+    frames = split.frames
+    labels = LabelMap.fit(frames["train"]["label"], source=spec.train)
+    for name in ("validation", "test"):
+        if name in frames:
+            labels.encode(frames[name], source=split.file_of(name, spec.train))  # raises on unseen labels
+    return LabelledSplits(frames["train"], frames["validation"], frames.get("test"), labels, split.sources,
+                          split.notes)
 
 
 def drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     keys = [c for c in ("text", "text_pair") if c in frame.columns]
     kept = frame.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
     return kept, len(frame) - len(kept)
-
-
-def _file_of(source: str, train: str) -> str:
-    return train if source.startswith(f"{train} (held-out") else source

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tunesmith.data.prepare import drop_duplicates
-from tunesmith.data.readers import read_table
-from tunesmith.data.split import split_frame
+from tunesmith.data.prepare import assemble_splits, read_with_spec
 from tunesmith.data.targets import parse_targets
 from tunesmith.errors import DataError
 
@@ -52,37 +50,19 @@ def target_columns(spec) -> tuple[dict, list[str], list[str]]:
 
 
 def read_targets_file(spec, path: str, *, fit: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
-    """One file read with the recipe's settings -> (frame, N x K targets)."""
+    """One file read with the recipe's settings -> (frame, N x K targets). Targets are not `required` of the
+    reader: an empty one is parse_targets' error, which names the target."""
     columns, roles, names = target_columns(spec)
-    frame = read_table(Path(path), columns=columns, required=("text",), format=spec.format,
-                       header=spec.header, quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding)
+    frame = read_with_spec(spec, path, columns=columns, required=("text",))
     return frame, parse_targets(frame, roles, source=str(path), names=names, fit=fit)
 
 
 def load_target_splits(spec, *, seed: int) -> TargetSplits:
     columns, roles, names = target_columns(spec)
-    train, _ = read_targets_file(spec, spec.train)
-    notes: list[str] = []
-    if spec.drop_duplicates:
-        train, dropped = drop_duplicates(train)
-        if dropped:
-            notes.append(f"dropped {dropped} duplicate rows from {spec.train}")
-    sources = {"train": spec.train}
-    if spec.validation.path:
-        validation, _ = read_targets_file(spec, spec.validation.path)
-        sources["validation"] = spec.validation.path
-    else:
-        train, validation = split_frame(train, spec.validation.split, seed=seed, stratify=False)
-        sources["validation"] = f"{spec.train} (held-out {spec.validation.split:g})"
-    test = read_targets_file(spec, spec.test)[0] if spec.test else None
-    if spec.test:
-        sources["test"] = spec.test
-    frames = {"train": train, "validation": validation, "test": test}
-    y = {name: parse_targets(frame, roles, source=_file_of(sources[name], spec.train), names=names,
-                             fit=name == "train")
-         for name, frame in frames.items() if frame is not None}
-    return TargetSplits(train, validation, test, names, y, sources, notes)
-
-
-def _file_of(source: str, train: str) -> str:
-    return train if source.startswith(f"{train} (held-out") else source
+    split = assemble_splits(spec, lambda path: read_with_spec(spec, path, columns=columns, required=("text",)),
+                            seed=seed, stratify=False)  # targets are not classes to stratify by
+    y = {name: parse_targets(frame, roles, source=split.file_of(name, spec.train), names=names, fit=name == "train")
+         for name, frame in split.frames.items()}
+    frames = split.frames
+    return TargetSplits(frames["train"], frames["validation"], frames.get("test"), names, y, split.sources,
+                        split.notes)

@@ -193,10 +193,6 @@ class Task(ABC):
     def save_artifacts(self, run, model, eval_loaders: dict, accelerator) -> None:
         """Files of the task's own in the run directory (inspect.json, predictions for the report)."""
 
-    def headline(self, metrics: dict) -> dict:
-        """The few numbers printed in progress lines and the summary."""
-        return {k: metrics[k] for k in self.summary_columns if k in metrics}
-
     # ---- using a finished run ---------------------------------------------------------------
     def predictions(self, model, loader) -> dict:
         """Columns to add to the input rows: {"prediction": [...], ...} (inference == "predict")."""

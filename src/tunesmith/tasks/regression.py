@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from tunesmith.artifacts import write_text_atomic
 from tunesmith.baselines.regression import regression_baselines, texts_for_regression
 from tunesmith.data.encode import EncodedDataset, encode_texts
-from tunesmith.data.readers import read_table
+from tunesmith.data.prepare import read_with_spec
 from tunesmith.data.target_splits import TargetSplits, load_target_splits, read_targets_file, target_columns
 from tunesmith.data.target_stats import inspect_target_splits
 from tunesmith.data.targets import CONFIG_KEY, TargetScaler, parse_targets
@@ -91,8 +91,7 @@ class RegressionTask(Task):
         if labelled:
             return read_targets_file(spec, path)[0]
         columns = {role: column for role, column in target_columns(spec)[0].items() if not role.startswith("target_")}
-        return read_table(Path(path), columns=columns, required=("text",), format=spec.format, header=spec.header,
-                          quoting=spec.quoting, delimiter=spec.delimiter, encoding=spec.encoding)
+        return read_with_spec(spec, path, columns=columns, required=("text",))
 
     def encode_settings(self, tokenizer) -> dict | None:
         if self.scaler is None:
