@@ -30,7 +30,7 @@ from tunesmith.config.recipe import validate_recipe
 from tunesmith.recipes.finetune import finetune
 from tunesmith.train import checkpoint as ckpt
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEPS = 12  # 48 training rows / 8 per batch = 6 steps per epoch, 2 epochs
 CHECKPOINTS = {"every_steps": 4, "keep_last": 2, "keep_on_finish": True}  # saved at 4, 6 (epoch end), 8, 12
 

@@ -15,7 +15,7 @@ import yaml
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tunesmith.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

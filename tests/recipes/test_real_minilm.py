@@ -9,7 +9,7 @@ import pytest
 from tunesmith.config.recipe import validate_recipe
 from tunesmith.recipes.finetune import finetune
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMS = REPO / "data" / "sms_spam" / "SMSSpamCollection"
 
 

@@ -25,7 +25,7 @@ from tunesmith.cli import main
 from tunesmith.errors import RecipeError
 from tunesmith.config.recipe import load_recipe, validate_recipe
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -290,7 +290,7 @@ def test_bad_input_is_one_line_and_exit_2(build, fragments, tiny_bert_dir, tmp_p
     (["train"], "error: tunesmith train: the following arguments are required: recipe (see: tunesmith train --help)"),
     (["train", "{recipe}", "--set", "train.epohcs=2"],
      "error: {root}/r.yaml: unknown key 'train.epohcs' (did you mean 'train.epochs'?)"),
-])  # (a data error through a real subprocess: tests/test_cli.py::test_errors_through_a_real_subprocess)
+])  # (a data error through a real subprocess: tests/cli/test_cli.py::test_errors_through_a_real_subprocess)
 def test_through_a_real_subprocess(args, expected, tmp_path):
     (tmp_path / "r.yaml").write_text(f"model: minilm\ndata: {{train: {tmp_path}/t.csv}}\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
