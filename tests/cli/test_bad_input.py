@@ -223,7 +223,33 @@ CASES = [
      ["tunesmith inspect: argument --max-length: must be a whole number >= 1 (got '-5')"]),
     ("nan --max-drop", lambda c: ["export", str(c.root), "--format", "onnx", "--max-drop", "nan"],
      ["tunesmith export: argument --max-drop: must be a finite number >= 0 (got 'nan')"]),
+    # --- regression targets (task: regression), before any model loads ---
+    ("regression: a word among the targets", lambda c: regression_with(c, SCORES.replace("2.5,", "high,", 1)),
+     ["scores.csv, line 4: target 'score' is not a number: 'high'"]),
+    ("regression: an empty target", lambda c: regression_with(c, SCORES.replace("2.5,", ",", 1)),
+     ["scores.csv, line 4: empty target 'score'"]),
+    ("regression: inf target", lambda c: regression_with(c, SCORES.replace("2.5,", "inf,", 1)),
+     ["scores.csv, line 4: target 'score' is inf"]),
+    ("regression: constant target", lambda c: regression_with(c, SCORES_CONSTANT),
+     ["target 'score' has one value (3.0) in every row: nothing to learn"]),
+    ("regression: class labels as targets", lambda c: regression_with(c, ROWS.replace("label,", "score,", 1)),
+     ["target 'score' holds words, not numbers", "set task: classification"]),
+    ("regression: two values are class labels", lambda c: regression_with(c, SCORES_BINARY),
+     ["target 'score' has only two values (0.0 and 1.0): it looks like class labels"]),
+    ("regression: a list of text columns", lambda c: ["train", c.recipe(task="regression",
+                                                                      data={"columns": {"text": ["a", "b"]}})],
+     ["key 'data.columns': 'text' names one column; only label may list several"]),
 ]
+
+SCORES = "score,text\n" + "".join(f"{1.0 + i % 4 * 0.75},row number {i}\n" for i in range(12))
+SCORES_CONSTANT = "score,text\n" + "".join(f"3.0,row number {i}\n" for i in range(12))
+SCORES_BINARY = "score,text\n" + "".join(f"{i % 2},row number {i}\n" for i in range(12))
+
+
+def regression_with(ctx: Ctx, content: str) -> list[str]:
+    return ["train", ctx.recipe(train=ctx.write("scores.csv", content), task="regression",
+                                data={"columns": {"text": "text", "label": "score"}},
+                                train__early_stopping={"metric": "pearson"})]
 
 
 def _symlink_loop(c: Ctx) -> Path:
