@@ -248,9 +248,10 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
 def _one_column_per_role(columns: dict) -> dict:
     """data.columns maps each role to a column of its own."""
     seen: dict = {}
-    for role, column in columns.items():
-        if column in seen:
-            raise ValueError(f"roles '{seen[column]}' and '{role}' both map to column {shown(column)}; "
-                             f"each role needs a column of its own")
-        seen[column] = role
+    for role, listed in columns.items():
+        for column in listed if isinstance(listed, list) else [listed]:  # label may list several targets
+            if column in seen:
+                raise ValueError(f"roles '{seen[column]}' and '{role}' both map to column {shown(column)}; "
+                                 f"each role needs a column of its own")
+            seen[column] = role
     return columns

@@ -28,6 +28,7 @@ from tunesmith.data.prepare import read_with_spec
 from tunesmith.data.target_splits import TargetSplits, load_target_splits, read_targets_file, target_columns
 from tunesmith.data.target_stats import inspect_target_splits
 from tunesmith.data.targets import CONFIG_KEY, TargetScaler, parse_targets
+from tunesmith.errors import RecipeError
 from tunesmith.evaluation.regression import METRIC_NAMES, metric_mode, regression_metrics
 from tunesmith.evaluation.regression_losses import regression_loss
 from tunesmith.models import load_for_classification, load_trained_classifier
@@ -51,6 +52,9 @@ class RegressionTask(Task):
 
     # ---- data -------------------------------------------------------------------------------
     def load_data(self) -> TargetSplits:
+        if self.spec.symmetric_pairs and "text_pair" not in self.recipe.data.columns:
+            raise RecipeError("regression.symmetric_pairs: swaps the two texts of a pair, but data.columns has no "
+                              "text_pair")
         self.splits = load_target_splits(self.recipe.data, seed=self.recipe.train.seed)
         self.names = self.splits.names
         y = self.splits.y["train"]
@@ -92,6 +96,17 @@ class RegressionTask(Task):
             return read_targets_file(spec, path)[0]
         columns = {role: column for role, column in target_columns(spec)[0].items() if not role.startswith("target_")}
         return read_with_spec(spec, path, columns=columns, required=("text",))
+
+    def train_loader(self, loader, dataset, frame, tokenizer, echo):
+        """With regression.symmetric_pairs, every training pair is also drawn swapped (text_pair, text)."""
+        if not self.spec.symmetric_pairs:
+            return loader
+        swapped = frame.rename(columns={"text": "text_pair", "text_pair": "text"})
+        both = EncodedDataset(dataset.features + self.encode(swapped, tokenizer).features)
+        echo(f"regression.symmetric_pairs: training on both orders of each pair ({len(both)} rows per epoch)")
+        settings = self.recipe.train
+        return self.make_loader(both, tokenizer, batch_size=settings.batch_size, seed=settings.seed,
+                                order="grouped" if settings.group_by_length else "shuffle")
 
     def encode_settings(self, tokenizer) -> dict | None:
         if self.scaler is None:
