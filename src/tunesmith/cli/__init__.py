@@ -20,6 +20,7 @@ from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
 from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
 from tunesmith.cli.report import add_parsers as add_report_parsers
 from tunesmith.cli.tables import fail
+from tunesmith.train.run_claim import check_output
 
 EXIT_USER_ERROR = 2
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run directory (overrides the recipe's output)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the newest valid checkpoint in the run directory (recipe: resume: true)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a finished run in the run directory, once the new run has finished "
+                            "(recipe: overwrite: true); never files tunesmith did not write")
 
     predict = commands.add_parser("predict", help="predict labels with a trained run")
     predict.add_argument("run", help="run directory written by `tunesmith train`")
@@ -89,7 +93,9 @@ def cmd_train(args) -> int:
 
     overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
     overrides += ["resume=true"] if args.resume else []
+    overrides += ["overwrite=true"] if args.overwrite else []
     recipe = load_recipe(args.recipe, overrides)  # before the heavy imports: a bad recipe fails fast
+    check_output(recipe, args.recipe)  # ... and so does an output it must not write (train/run_claim.py)
 
     from tunesmith.recipes.finetune import finetune
 
