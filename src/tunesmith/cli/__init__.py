@@ -113,9 +113,12 @@ def _read_overrides(args, run) -> dict:
 
 def cmd_predict(args) -> int:
     from tunesmith.cli.tables import console, print_predictions
-    from tunesmith.recipes.predict import TrainedRun
-    from tunesmith.writers import write_table
+    from tunesmith.recipes.predict import TrainedRun, check_texts
+    from tunesmith.writers import check_output_file, write_table
 
+    check_texts(args.text or [])
+    if args.output:
+        check_output_file(args.output, source=args.input, table=True)  # before the model loads
     run = TrainedRun(args.run)
     if args.text:
         frame = run.predict_texts(args.text)
@@ -132,14 +135,18 @@ def cmd_predict(args) -> int:
 def cmd_evaluate(args) -> int:
     import json
 
+    from tunesmith.artifacts import write_text_atomic
     from tunesmith.cli.tables import console, print_evaluation
     from tunesmith.recipes.predict import TrainedRun
+    from tunesmith.writers import check_output_file
 
+    if args.output:
+        check_output_file(args.output, source=args.data)  # before the model loads
     run = TrainedRun(args.run)
     metrics = run.evaluate_file(args.data, **_read_overrides(args, run))
     print_evaluation(args.data, metrics, run.task.summary_columns)
     if args.output:
-        Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text_atomic(Path(args.output), json.dumps(metrics, indent=2) + "\n")
         console.print(f"wrote metrics to {args.output}")
     return 0
 
