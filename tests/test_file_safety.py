@@ -358,3 +358,25 @@ def test_a_failed_model_save_keeps_the_previous_best_model(work, tmp_path, monke
     assert str(failed.value) == (f"cannot save the model to {run.model_dir} (writing the weights (.safetensors): "
                                  f"No space left on device (ENOSPC)); the model saved there before is intact")
     assert tree(run.path) == before
+
+
+def test_a_staged_run_moves_in_every_artifact_and_leaves_other_files(tmp_path):
+    """commit_staged on its own: new artifacts replace the old ones (regression predictions included), the old
+    run's artifacts the new one lacks are removed, files tunesmith did not write stay, eval.json arrives."""
+    from tunesmith.train.run_claim import STAGING, commit_staged
+
+    run = tmp_path / "run"
+    for name, text in (("eval.json", "old"), ("predictions_test.csv", "old"), ("report.html", "old"),
+                       ("model/config.json", "old"), ("baselines/scratch/eval.json", "old"), ("notes.txt", "mine"),
+                       ("baselines/mine.txt", "mine")):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(text)
+    for name in ("eval.json", "predictions_validation.csv", "model/config.json", "metrics.jsonl"):
+        (run / STAGING / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / STAGING / name).write_text("new")
+    commit_staged(run / STAGING, run, echo=lambda line: None)
+    assert tree(run) == {name: hashlib.sha256(text.encode()).hexdigest() for name, text in (
+        ("baselines/mine.txt", "mine"), ("eval.json", "new"), ("metrics.jsonl", "new"), ("model/config.json", "new"),
+        ("notes.txt", "mine"), ("predictions_validation.csv", "new"))}
+    assert sorted(os.listdir(run)) == ["baselines", "eval.json", "metrics.jsonl", "model", "notes.txt",
+                                       "predictions_validation.csv"]

@@ -16,8 +16,8 @@ creation time); a run written before that file existed is recognised by recipe.y
 Finished means RUN/eval.json exists.
 
 Inside RUN tunesmith owns ARTIFACTS (recipe.yaml, metrics.jsonl, eval.json, model/, adapter/, checkpoints/,
-inspect.json, report.html, tensorboard/, baselines/scratch/) and its own hidden files (the marker, the lock,
-temporary names); it never deletes or rewrites anything else found there.
+inspect.json, predictions_<split>.csv (regression), report.html, tensorboard/, baselines/scratch/) and its own
+hidden files (the marker, the lock, temporary names); it never deletes or rewrites anything else found there.
 
 Overwriting a finished run: the new run trains in RUN/.overwrite (a run directory of its own, inside RUN so
 that the final renames stay on one file system) while the finished run stays as it was and usable. Only when
@@ -49,8 +49,9 @@ from tunesmith.train.run_lock import LOCK_NAME, RunLock
 MARKER = ".tunesmith-run.json"
 STAGING = ".overwrite"
 # everything `train` writes into RUN, in the order a staged run moves them in: eval.json last
-ARTIFACTS = ("model", "adapter", "checkpoints", "recipe.yaml", "metrics.jsonl", "inspect.json", "report.html",
-             "tensorboard", "baselines/scratch", "eval.json")
+ARTIFACTS = ("model", "adapter", "checkpoints", "recipe.yaml", "metrics.jsonl", "inspect.json",
+             "predictions_validation.csv", "predictions_test.csv", "report.html", "tensorboard", "baselines/scratch",
+             "eval.json")
 _OWN_HIDDEN = (MARKER, LOCK_NAME, STAGING)  # not counted when deciding whether RUN is empty
 _SHOWN = 3
 _staged: dict[Path, Path] = {}  # RUN being overwritten -> its staging directory (for nested runs)
