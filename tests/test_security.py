@@ -77,6 +77,7 @@ def test_symlinks_planted_in_a_run_directory_are_never_followed(tiny_bert_dir, t
     (precious / "keep.txt").write_text("mine")
     run = tmp_path / "run"
     run.mkdir()
+    (run / ".tunesmith-run.json").write_text("{}\n")  # an unfinished run (other files: refused, test_file_safety.py)
     (run / "checkpoints").symlink_to(precious, target_is_directory=True)
     (run / "model").symlink_to(precious, target_is_directory=True)
     train = write_csv(tmp_path / "t.csv", sentiment_rows(40))

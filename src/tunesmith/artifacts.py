@@ -11,13 +11,18 @@ crash while saving never leaves a half-written model where a good one was.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+from safetensors import SafetensorError
 
 from tunesmith.errors import RunError
 
@@ -79,11 +84,11 @@ class RunDir:
             tokenizer.save_pretrained(staging)
             replace_dir(staging, self.model_dir)
         except BaseException as exc:
+            failure = save_failure(exc, self.model_dir)
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(exc, OSError):
-                raise RunError(f"cannot save the model to {self.model_dir} ({os_reason(exc)}); "
-                               f"the model saved there before is intact") from None
+            if failure is not None:
+                raise failure from None
             raise
 
     def require_model(self) -> Path:
@@ -112,16 +117,23 @@ def replace_dir(new: Path, target: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    write_atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` writes a temporary file beside `path`; it is fsync'ed, then renamed over `path`. Readers
+    see the old file or the new one, never half of one; a failure leaves the old file as it was."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
+        write(tmp)
+        with tmp.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise RunError(f"cannot write {path} ({os_reason(exc)})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def os_reason(exc: OSError) -> str:
@@ -129,6 +141,24 @@ def os_reason(exc: OSError) -> str:
     code = errno.errorcode.get(exc.errno or -1)
     text = exc.strerror or str(exc) or type(exc).__name__
     return f"{text} ({code})" if code else text
+
+
+def save_failure(exc: BaseException, target: Path) -> RunError | None:
+    """A failed save of a model into `target` as one line naming the file and the errno, or None when `exc` is
+    not an I/O failure. safetensors reports I/O failures as SafetensorError ('... No space left on device
+    (os error 28)'), not OSError; a failure of the model's own code is a bug and raised as it is."""
+    if isinstance(exc, OSError):
+        reason, file = os_reason(exc), Path(exc.filename).name if exc.filename else None
+    elif isinstance(exc, SafetensorError):  # it writes a temporary file, gone by now: no name worth showing
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        code = int(found.group(1)) if found else None
+        reason = os_reason(OSError(code, os.strerror(code))) if code else " ".join(str(exc).split())
+        file = "the weights (.safetensors)"
+    else:
+        return None
+    written = f"writing {file}: " if file else ""
+    kept = "the model saved there before is intact" if target.exists() else "no model had been saved there yet"
+    return RunError(f"cannot save the model to {target} ({written}{reason}); {kept}")
 
 
 def fsync_dir(path: Path) -> None:

@@ -33,8 +33,9 @@ def _available(name: str) -> bool:
     return {"tensorboard": is_tensorboard_available, "mlflow": is_mlflow_available}[name]()
 
 
-def make_trackers(recipe) -> list:
-    """Accelerate tracker objects for the recipe's `report.trackers` (empty list when none).
+def make_trackers(recipe, output=None) -> list:
+    """Accelerate tracker objects for the recipe's `report.trackers` (empty list when none), logging under
+    `output` (default: the recipe's output; the run directory being written).
 
     Raises RecipeError naming the package to install when a tracker's library is missing.
     """
@@ -45,7 +46,7 @@ def make_trackers(recipe) -> list:
             raise RecipeError(f"report.trackers: '{name}' is not installed: {INSTALL[name]}, "
                               f"or remove it from report.trackers")
     trackers = []
-    output = Path(recipe.output)
+    output = Path(output or recipe.output)
     for name in names:
         if name == "tensorboard":
             from accelerate.tracking import TensorBoardTracker
@@ -54,7 +55,7 @@ def make_trackers(recipe) -> list:
         elif name == "mlflow":
             from accelerate.tracking import MLflowTracker
 
-            trackers.append(MLflowTracker(PROJECT, run_name=output.name or PROJECT))
+            trackers.append(MLflowTracker(PROJECT, run_name=Path(recipe.output).name or PROJECT))
     return trackers
 
 

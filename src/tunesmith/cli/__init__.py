@@ -20,6 +20,7 @@ from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
 from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
 from tunesmith.cli.report import add_parsers as add_report_parsers
 from tunesmith.cli.tables import fail
+from tunesmith.train.run_claim import check_output
 
 EXIT_USER_ERROR = 2
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run directory (overrides the recipe's output)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the newest valid checkpoint in the run directory (recipe: resume: true)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a finished run in the run directory, once the new run has finished "
+                            "(recipe: overwrite: true); never files tunesmith did not write")
 
     predict = commands.add_parser("predict", help="predict labels with a trained run")
     predict.add_argument("run", help="run directory written by `tunesmith train`")
@@ -89,7 +93,9 @@ def cmd_train(args) -> int:
 
     overrides = list(args.overrides) + ([f"output={args.output}"] if args.output else [])
     overrides += ["resume=true"] if args.resume else []
+    overrides += ["overwrite=true"] if args.overwrite else []
     recipe = load_recipe(args.recipe, overrides)  # before the heavy imports: a bad recipe fails fast
+    check_output(recipe, args.recipe)  # ... and so does an output it must not write (train/run_claim.py)
 
     from tunesmith.recipes.finetune import finetune
 
@@ -107,9 +113,12 @@ def _read_overrides(args, run) -> dict:
 
 def cmd_predict(args) -> int:
     from tunesmith.cli.tables import console, print_predictions
-    from tunesmith.recipes.predict import TrainedRun
-    from tunesmith.writers import write_table
+    from tunesmith.recipes.predict import TrainedRun, check_texts
+    from tunesmith.writers import check_output_file, write_table
 
+    check_texts(args.text or [])
+    if args.output:
+        check_output_file(args.output, source=args.input, table=True)  # before the model loads
     run = TrainedRun(args.run)
     if args.text:
         frame = run.predict_texts(args.text)
@@ -126,14 +135,18 @@ def cmd_predict(args) -> int:
 def cmd_evaluate(args) -> int:
     import json
 
+    from tunesmith.artifacts import write_text_atomic
     from tunesmith.cli.tables import console, print_evaluation
     from tunesmith.recipes.predict import TrainedRun
+    from tunesmith.writers import check_output_file
 
+    if args.output:
+        check_output_file(args.output, source=args.data)  # before the model loads
     run = TrainedRun(args.run)
     metrics = run.evaluate_file(args.data, **_read_overrides(args, run))
     print_evaluation(args.data, metrics, run.task.summary_columns)
     if args.output:
-        Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text_atomic(Path(args.output), json.dumps(metrics, indent=2) + "\n")
         console.print(f"wrote metrics to {args.output}")
     return 0
 

@@ -142,6 +142,7 @@ class Recipe(Section):
     inspect: InspectSpec = Field(default_factory=InspectSpec)  # data diagnostics before training (tunesmith/inspection.py)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # config/checkpoint.py
     resume: Resume = False  # true: continue from the newest valid checkpoint in output; auto: if there is one
+    overwrite: bool = False  # replace a finished run in output, once the new run has finished (train/run_claim.py)
     method: MethodSpec = Field(default_factory=MethodSpec)  # full | freeze | bitfit | lora | dora (tunesmith/methods/)
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)  # majority | tfidf | scratch (tunesmith/baselines/)
     report: ReportSpec = Field(default_factory=ReportSpec)  # report.html, trackers (tunesmith/report/)

@@ -86,15 +86,18 @@ class LoRA(Method):
     def save(self, model, tokenizer, run) -> None:
         """RUN/adapter only (a few MB): merging a copy at every new best cost time inside the training loop
         and a second copy of the weights in memory; RUN/model is written once, by `load_best`."""
-        from tunesmith.artifacts import replace_dir
+        from tunesmith.artifacts import replace_dir, save_failure
 
         staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=run.path))
         try:
             model.save_pretrained(staging, safe_serialization=True)
             tokenizer.save_pretrained(staging)
             replace_dir(staging, adapter_dir(run))
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            failure = save_failure(exc, adapter_dir(run))  # disk full: one line, the adapter saved before intact
+            if failure is not None:
+                raise failure from None
             raise
 
     def load_best(self, model, run, default, tokenizer):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import transformers
@@ -35,18 +36,26 @@ from tunesmith.train.checkpoint import Checkpointer, finished_result
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import make_accelerator, prepare_for_training
+from tunesmith.train.run_claim import STAGING, claim_run_dir
 from tunesmith.train.stopping import EarlyStopper
 
 
 def finetune(recipe, *, echo=print) -> dict:
-    """Run the recipe; return the final results (also written to RUN/eval.json)."""
-    if recipe.resume and (done := finished_result(RunDir(recipe.output))) is not None:
-        echo(f"note: {recipe.output} already finished (eval.json, no checkpoint left): nothing to resume")
-        return done
-    run = FineTune(recipe, echo=echo)
-    run.setup()
-    run.train()
-    return run.finish()
+    """Run the recipe; return the final results (also written to RUN/eval.json).
+
+    File safety (train/run_claim.py): RUN is checked and locked first; a finished run being overwritten stays as
+    it is while the new run trains in RUN/.overwrite, whose files replace it only once the new run has finished."""
+    with claim_run_dir(recipe, echo=echo) as run_dir:
+        if recipe.resume and (done := finished_result(run_dir)) is not None:
+            echo(f"note: {recipe.output} already finished (eval.json, no checkpoint left): nothing to resume")
+            return done
+        run = FineTune(recipe, run_dir=run_dir, echo=echo)
+        run.setup()
+        run.train()
+        result = run.finish()
+    if result.get("report") and run_dir.path == Path(recipe.output) / STAGING:  # it named RUN/.overwrite
+        result["report"] = write_report_safely(RunDir(recipe.output), echo)
+    return result
 
 
 def prepare_data(recipe, echo=print):
@@ -78,16 +87,16 @@ class Loaders:
 
 
 class FineTune:
-    def __init__(self, recipe, *, echo=print):
+    def __init__(self, recipe, *, run_dir: RunDir | None = None, echo=print):
         self.recipe = recipe
         self.echo = echo
-        self.run = RunDir(recipe.output)
+        self.run = run_dir or RunDir(recipe.output)  # RUN, or RUN/.overwrite (finetune)
         self.started = time.perf_counter()
 
     # ---- 1. set-up --------------------------------------------------------------------------
     def setup(self) -> None:
         recipe, settings = self.recipe, self.recipe.train
-        self.trackers = make_trackers(recipe)  # report.trackers; checked before any data loads
+        self.trackers = make_trackers(recipe, output=self.run.path)  # report.trackers; checked before data loads
         self.task, self.splits = prepare_data(recipe, self.echo)
         self.model, self.tokenizer, self.method = prepare_model(recipe, self.task, self.echo)
         self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
@@ -125,7 +134,7 @@ class FineTune:
     def train(self) -> None:
         run, plan, accelerator = self.run, self.plan, self.accelerator
         self.checkpoints.start(self.recipe.resume)  # creates RUN; resuming, picks the newest valid checkpoint
-        run.write_recipe(self.task.resolved_recipe().model_copy(update={"resume": False}))
+        run.write_recipe(self.task.resolved_recipe().model_copy(update={"resume": False, "overwrite": False}))
         log = self.log = start_tracking(accelerator, self.recipe, run.log)  # run.log (+ trackers)
         self.echo(f"training {plan.total_steps} steps ({plan.steps_per_epoch}/epoch) on {accelerator.device}, "
                   f"evaluating every {plan.eval_every} steps; run directory: {run.path}")
@@ -171,7 +180,7 @@ class FineTune:
             "environment": environment(accelerator),
             "method": self.method.summary(),  # trainable vs total parameters
             "memory": peak_memory(accelerator.device),  # peak RSS (CPU) / peak allocated (GPU)
-            "model_dir": str(run.model_dir),
+            "model_dir": str(RunDir(self.recipe.output).model_dir),
             "max_length": task.length_summary(),
         }
         result.update(task.extra_results(model, self.tokenizer, accelerator))

@@ -10,11 +10,18 @@ import torch
 
 from tunesmith.artifacts import RunDir
 from tunesmith.config.recipe import load_recipe
-from tunesmith.errors import RunError
+from tunesmith.errors import DataError, RunError
 from tunesmith.models import check_weights_safe
 from tunesmith.models.exported import is_export_dir, load_export, read_manifest
 from tunesmith.tasks import make_task
 from tunesmith.train.precision import make_accelerator
+
+
+def check_texts(texts: list[str]) -> None:
+    """Refuse an empty or whitespace-only --text (training refuses empty texts too)."""
+    for number, text in enumerate(texts, 1):
+        if not text.strip():
+            raise DataError(f"--text number {number} is empty: give a text to classify")
 
 
 def read_run_recipe(run: RunDir):

@@ -33,6 +33,7 @@ def scratch_recipe(recipe, model_dir: Path, output: Path):
     raw["model"] = str(model_dir)
     raw["output"] = str(output)
     raw["baselines"] = False
+    raw["overwrite"] = True  # RUN/baselines/scratch belongs to the run: a finished one of an earlier run is replaced
     if isinstance(raw.get("method"), dict):  # every weight is random: train them all (no frozen layers, no LoRA)
         raw["method"] = {"name": "full", "gradient_checkpointing": raw["method"].get("gradient_checkpointing", False)}
     if raw.get("resume") is True:  # a scratch run may not have started yet: resume only if it has a checkpoint
@@ -71,7 +72,8 @@ def train_from_scratch(recipe, run_path: Path, *, finetune: Callable, echo: Call
     try:
         init = random_init_dir(resolve_model(recipe.model), staging, seed=recipe.train.seed,
                                trust_remote_code=recipe.trust_remote_code)
-        result = finetune(scratch_recipe(recipe, init, output), echo=lambda line: echo(f"scratch: {line}"))
+        recorded = Path(recipe.output) / SUBDIR  # = output, unless the run trains in RUN/.overwrite (run_claim.py)
+        result = finetune(scratch_recipe(recipe, init, recorded), echo=lambda line: echo(f"scratch: {line}"))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     splits = {name: {k: v for k, v in result[name].items() if not isinstance(v, dict)}
