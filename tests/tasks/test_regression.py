@@ -78,4 +78,6 @@ def test_symmetric_pairs_train_on_both_orders(tiny_bert_dir, tmp_path):
     assert any("both orders of each pair (60 rows per epoch)" in line for line in lines)
     assert result["steps"] == 3 * 8  # 60 rows / batch 8 -> 8 batches an epoch
     with pytest.raises(RecipeError, match="symmetric_pairs: swaps the two texts of a pair, but data.columns has no"):
-        finetune(recipe_for(tiny_bert_dir, tmp_path, scored_rows(40), regression__symmetric_pairs=True))
+        single = tmp_path / "single"
+        single.mkdir()
+        finetune(recipe_for(tiny_bert_dir, single, scored_rows(40), regression__symmetric_pairs=True))

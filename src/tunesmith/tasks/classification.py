@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tunesmith.baselines import text_baselines
-from tunesmith.data.encode import EncodedDataset, encode_texts
+from tunesmith.data.encode import EncodedDataset
 from tunesmith.data.labels import LabelMap
 from tunesmith.data.prepare import LabelledSplits, load_labelled_splits
 from tunesmith.evaluation.classification import BOUNDED_METRICS, METRIC_NAMES, classification_metrics, metric_mode
@@ -22,11 +22,11 @@ from tunesmith.imbalance.configure import ImbalanceSetup, build_setup, collapse_
 from tunesmith.imbalance.threshold import POSITIVE_KEY, read_threshold
 from tunesmith.imbalance.training import TrainingRows, rebalanced_loader, threshold_metric, tune_decision_threshold
 from tunesmith.inspection import check_failures, inspect_recipe, inspect_splits, save_report
-from tunesmith.models import load_for_classification, load_trained_classifier
-from tunesmith.tasks.base import Task
+from tunesmith.models import load_for_classification
+from tunesmith.tasks.sequence import SequenceTask
 
 
-class ClassificationTask(Task):
+class ClassificationTask(SequenceTask):
     name = "classification"
     metric_names = METRIC_NAMES
     default_metric = "macro_f1"
@@ -81,11 +81,8 @@ class ClassificationTask(Task):
                 "findings": [f"{f.severity}: {f.code}" for f in self.inspection.findings]}
 
     def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
-        pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
         labels = self.labels.encode(frame, source=frame.attrs.get("source", "data")) if with_labels else None
-        return encode_texts(
-            tokenizer, frame["text"].tolist(), pairs, max_length=self.max_length, labels=labels
-        )
+        return self.encode_rows(frame, tokenizer, labels)
 
     def encode_settings(self, tokenizer) -> dict | None:
         if self.labels is None:
@@ -115,10 +112,6 @@ class ClassificationTask(Task):
             setattr(model.config, POSITIVE_KEY, self.labels.names[self.positive])
         self.fit_max_length(model.config, announce=True)
         return model, tokenizer
-
-    def load_trained(self, model_dir: Path):
-        return load_trained_classifier(model_dir, trust_remote_code=self.recipe.trust_remote_code,
-                                       allow_pickle=self.recipe.allow_pickle)
 
     def use_trained(self, model) -> None:
         """The label map, and for a binary task the positive class and any tuned decision threshold."""

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from tunesmith.artifacts import write_text_atomic
 from tunesmith.baselines.regression import regression_baselines, texts_for_regression
-from tunesmith.data.encode import EncodedDataset, encode_texts
+from tunesmith.data.encode import EncodedDataset
 from tunesmith.data.prepare import read_with_spec
 from tunesmith.data.target_splits import TargetSplits, load_target_splits, read_targets_file, target_columns
 from tunesmith.data.target_stats import inspect_target_splits
@@ -31,11 +31,11 @@ from tunesmith.data.targets import CONFIG_KEY, TargetScaler, parse_targets
 from tunesmith.errors import RecipeError
 from tunesmith.evaluation.regression import METRIC_NAMES, metric_mode, regression_metrics
 from tunesmith.evaluation.regression_losses import regression_loss
-from tunesmith.models import load_for_classification, load_trained_classifier
-from tunesmith.tasks.base import Task
+from tunesmith.models import load_for_classification
+from tunesmith.tasks.sequence import SequenceTask
 
 
-class RegressionTask(Task):
+class RegressionTask(SequenceTask):
     name = "regression"
     metric_names = METRIC_NAMES
     default_metric = "pearson"
@@ -82,14 +82,12 @@ class RegressionTask(Task):
         return inspect_target_splits(self.load_data())
 
     def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
-        pairs = frame["text_pair"].tolist() if "text_pair" in frame.columns else None
         labels = None
         if with_labels:
             roles = [f"target_{k}" for k in range(len(self.names))]
             y = parse_targets(frame, roles, source=frame.attrs.get("source", "data"), names=self.names, fit=False)
             labels = self.scaler.transform(y).astype(np.float32).tolist()
-        return encode_texts(tokenizer, frame["text"].tolist(), pairs, max_length=self.max_length,
-                            labels=labels)
+        return self.encode_rows(frame, tokenizer, labels)
 
     def read_rows(self, spec, path: str, *, labelled: bool):
         if labelled:
@@ -123,10 +121,6 @@ class RegressionTask(Task):
         setattr(model.config, CONFIG_KEY, self.scaler.to_dict())  # predict returns values in the user's units
         self.fit_max_length(model.config, announce=True)
         return model, tokenizer
-
-    def load_trained(self, model_dir: Path):
-        return load_trained_classifier(model_dir, trust_remote_code=self.recipe.trust_remote_code,
-                                       allow_pickle=self.recipe.allow_pickle)
 
     def use_trained(self, model) -> None:
         self.scaler = TargetScaler.from_dict(getattr(model.config, CONFIG_KEY, None))
