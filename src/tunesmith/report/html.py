@@ -22,7 +22,7 @@ import yaml
 from tunesmith.artifacts import RunDir, write_text_atomic
 from tunesmith.errors import RunError
 from tunesmith.report import plots
-from tunesmith.report.regression import section_predictions
+from tunesmith.report.regression import section_predictions, target_tables
 
 REPORT_NAME = "report.html"
 INSPECT_NAME = "inspect.json"
@@ -306,7 +306,9 @@ def section_data(data: RunData) -> str:
             rows = [[label, row.get("support"), f"{100 * row.get('support', 0) / total:.1f}%"]
                     for label, row in per_class.items()]
             parts.append(f"<h3>labels in {esc(split)}</h3>" + table(["label", "rows", "share"], rows))
-    if data.inspect is not None:
+    if isinstance(data.inspect, dict) and "targets" in data.inspect:  # regression: the targets' distributions
+        parts.append(f"<h3>targets ({INSPECT_NAME})</h3>" + target_tables(data.inspect, table, esc))
+    elif data.inspect is not None:
         parts.append(f"<h3>diagnostics ({INSPECT_NAME})</h3>" + render_value(data.inspect))
     else:
         parts.append(f'<p class="note">No {INSPECT_NAME} in the run directory: no data diagnostics beyond '

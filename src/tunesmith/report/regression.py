@@ -28,3 +28,15 @@ def section_predictions(data, chart, charts, esc) -> str:
                 chart(plots.scatter_predicted_true(true, pred, target), f"{split}: predicted vs true {target}"),
                 chart(plots.residual_histogram(true, pred, target), f"{split}: residuals (predicted - true)")))
     return "".join(parts)
+
+
+STATS = ("count", "mean", "std", "min", "p5", "p50", "p95", "max", "distinct")
+
+
+def target_tables(inspect: dict, table, esc) -> str:
+    """A regression run's inspect.json: each split's target statistics in one table, the outliers as lines."""
+    rows = [[split, name, *(stats.get(k) for k in STATS)] for split, targets in inspect["targets"].items()
+            for name, stats in targets.items()]
+    outliers = "".join(f"<li>{esc(o.get('text', ''))}</li>" for o in inspect.get("outliers") or [])
+    return (table(["split", "target", *STATS], rows)
+            + (f"<ul>{outliers}</ul>" if outliers else '<p class="note">no outliers (1.5 IQR fences, |z| > 4)</p>'))
