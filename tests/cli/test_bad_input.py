@@ -236,6 +236,11 @@ CASES = [
      ["target 'score' holds words, not numbers", "set task: classification"]),
     ("regression: two values are class labels", lambda c: regression_with(c, SCORES_BINARY),
      ["target 'score' has only two values (0.0 and 1.0): it looks like class labels"]),
+    ("regression: stratify asked for", lambda c: ["train", c.recipe(train=c.write("scores.csv", SCORES), task="regression",
+                                                                 data={"columns": {"text": "text", "label": "score"},
+                                                                       "validation": {"split": 0.25, "stratify": True}},
+                                                                 train__early_stopping={"metric": "pearson"})],
+     ["data.validation.stratify: regression targets are not classes to stratify by"]),
     ("regression: a list of text columns", lambda c: ["train", c.recipe(task="regression",
                                                                       data={"columns": {"text": ["a", "b"]}})],
      ["key 'data.columns': 'text' names one column; only label may list several"]),
@@ -248,7 +253,7 @@ SCORES_BINARY = "score,text\n" + "".join(f"{i % 2},row number {i}\n" for i in ra
 
 def regression_with(ctx: Ctx, content: str) -> list[str]:
     return ["train", ctx.recipe(train=ctx.write("scores.csv", content), task="regression",
-                                data={"columns": {"text": "text", "label": "score"}},
+                                data={"columns": {"text": "text", "label": "score"}, "validation": {"split": 0.25}},
                                 train__early_stopping={"metric": "pearson"})]
 
 
