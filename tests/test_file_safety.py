@@ -298,6 +298,16 @@ def test_evaluate_writes_its_metrics_and_refuses_its_data_file(work, tmp_path, c
     assert tree(work) == before
 
 
+@pytest.mark.parametrize("name", ["eval.json", "model/config.json"])
+def test_evaluate_never_writes_over_the_runs_own_files(work, capsys, name):
+    run = work / "runs" / "base"
+    before = tree(work)
+    status, _, err = cli(["evaluate", run, "--data", work / "data.csv", "--output", run / name], capsys)
+    assert (status, err) == (2, [f"error: --output {run / name} is one of the files of the run {run}: writing it "
+                                 f"would change what the run recorded; choose another --output"])
+    assert tree(work) == before
+
+
 @pytest.mark.parametrize("texts, number", [(["good", "  "], 2), ([""], 1), (["\t\n"], 1)])
 def test_predict_refuses_an_empty_text(work, capsys, texts, number):
     argv = ["predict", work / "runs" / "base"] + [arg for text in texts for arg in ("--text", text)]

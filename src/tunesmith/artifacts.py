@@ -27,6 +27,30 @@ from safetensors import SafetensorError
 from tunesmith.errors import RunError
 
 
+RUN_MARKER = ".tunesmith-run.json"  # written first into every run directory (train/run_claim.py)
+# everything `train` writes into RUN (train/run_claim.py moves them in in this order: eval.json last)
+RUN_ARTIFACTS = ("model", "adapter", "checkpoints", "recipe.yaml", "metrics.jsonl", "inspect.json",
+                 "predictions_validation.csv", "predictions_test.csv", "report.html", "tensorboard", "baselines/scratch",
+                 "eval.json")
+
+
+def is_run_dir(path: Path) -> bool:
+    """A tunesmith run directory: the marker, or recipe.yaml + metrics.jsonl (runs from before the marker)."""
+    path = Path(path)
+    return (path / RUN_MARKER).is_file() or ((path / "recipe.yaml").is_file() and (path / "metrics.jsonl").is_file())
+
+
+def run_owning(path: Path) -> Path | None:
+    """The run directory one of whose own artifacts `path` is (RUN/eval.json, RUN/model/config.json, ...), else None."""
+    path = Path(os.path.abspath(path))
+    for parent in list(path.parents)[:3]:
+        if is_run_dir(parent):
+            inside = path.relative_to(parent)
+            if any(inside == Path(a) or Path(a) in inside.parents for a in RUN_ARTIFACTS):
+                return parent
+    return None
+
+
 def cache_dir() -> Path:
     """tunesmith's cache (converted models, tokenized splits): $TUNESMITH_CACHE or ~/.cache/tunesmith."""
     return Path(os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith").expanduser().absolute()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tunesmith.artifacts import write_atomic
+from tunesmith.artifacts import run_owning, write_atomic
 from tunesmith.errors import DataError
 
 WRITERS = {
@@ -25,7 +25,8 @@ WRITERS = {
 
 def check_output_file(output: str | Path, *, source: str | Path | None = None, table: bool = False) -> Path:
     """Refuse an --output that is a directory, lies in a missing folder, is the input file `source` itself
-    (after symlinks), or (`table`) has an extension no writer handles."""
+    (after symlinks), is one of a run directory's own files (RUN/eval.json, RUN/model/...), or (`table`) has an
+    extension no writer handles."""
     path = Path(output)
     if path.is_dir():
         raise DataError(f"--output {path} is a directory: give a file name in it, e.g. "
@@ -35,6 +36,9 @@ def check_output_file(output: str | Path, *, source: str | Path | None = None, t
     if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
         raise DataError(f"--output {path} is the input file {source}: writing it would replace the data; "
                         f"choose another --output")
+    if (run := run_owning(path)) is not None:
+        raise DataError(f"--output {path} is one of the files of the run {run}: writing it would change what the run "
+                        f"recorded; choose another --output")
     if table and path.suffix.lower() not in WRITERS:
         raise DataError(f"{path}: cannot write '{path.suffix}' files; use one of {', '.join(WRITERS)}")
     return path

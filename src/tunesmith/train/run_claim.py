@@ -42,16 +42,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tunesmith import __version__
-from tunesmith.artifacts import RunDir, fsync_dir, os_reason, replace_dir, write_text_atomic
+from tunesmith.artifacts import (RUN_ARTIFACTS, RUN_MARKER, RunDir, fsync_dir, os_reason, replace_dir,
+                                  write_text_atomic)
 from tunesmith.errors import RunError
 from tunesmith.train.run_lock import LOCK_NAME, RunLock
 
-MARKER = ".tunesmith-run.json"
+MARKER = RUN_MARKER
 STAGING = ".overwrite"
-# everything `train` writes into RUN, in the order a staged run moves them in: eval.json last
-ARTIFACTS = ("model", "adapter", "checkpoints", "recipe.yaml", "metrics.jsonl", "inspect.json",
-             "predictions_validation.csv", "predictions_test.csv", "report.html", "tensorboard", "baselines/scratch",
-             "eval.json")
+ARTIFACTS = RUN_ARTIFACTS  # in the order a staged run moves them in: eval.json last
 _OWN_HIDDEN = (MARKER, LOCK_NAME, STAGING)  # not counted when deciding whether RUN is empty
 _SHOWN = 3
 _staged: dict[Path, Path] = {}  # RUN being overwritten -> its staging directory (for nested runs)
