@@ -45,7 +45,8 @@ class RegressionTask(SequenceTask):
         super().__init__(recipe)
         self.spec = recipe.regression
         self.splits: TargetSplits | None = None
-        self.names: list[str] = target_columns(recipe.data)[2]
+        _, self.roles, self.names = target_columns(recipe.data)  # frame columns target_0..K-1, user names
+        self.newest: dict[int, tuple] = {}  # id(loader) -> its newest evaluation's (predictions, gold values)
         self.scaler: TargetScaler | None = None
         self.inspection = None  # TargetInspection (data/target_stats.py)
         self._baselines: dict | None = None
@@ -88,15 +89,15 @@ class RegressionTask(SequenceTask):
     def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
         labels = None
         if with_labels:
-            roles = [f"target_{k}" for k in range(len(self.names))]
-            y = parse_targets(frame, roles, source=frame.attrs.get("source", "data"), names=self.names, fit=False)
+            y = parse_targets(frame, self.roles, source=frame.attrs.get("source", "data"), names=self.names,
+                              fit=False)
             labels = self.scaler.transform(y).astype(np.float32).tolist()
         return self.encode_rows(frame, tokenizer, labels)
 
     def read_rows(self, spec, path: str, *, labelled: bool):
         if labelled:
             return read_targets_file(spec, path)[0]
-        columns = {role: column for role, column in target_columns(spec)[0].items() if not role.startswith("target_")}
+        columns = {role: column for role, column in target_columns(spec)[0].items() if role not in self.roles}
         return read_with_spec(spec, path, columns=columns, required=("text",))
 
     def train_loader(self, loader, dataset, frame, tokenizer, echo):
@@ -165,6 +166,7 @@ class RegressionTask(SequenceTask):
     def evaluate(self, model, loader, accelerator, *, desc: str = "eval") -> dict:
         """Pearson, Spearman, MSE, RMSE, MAE, R² in the user's units; loss is the training loss (standardised)."""
         pred, gold, loss = self.predict_values(model, loader, accelerator, desc=desc)
+        self.newest[id(loader)] = (pred, gold)  # the final evaluation's are saved for the report (save_artifacts)
         metrics = regression_metrics(gold, pred, self.names)
         metrics["loss"] = loss
         metrics["n"] = int(len(gold))
@@ -196,8 +198,8 @@ class RegressionTask(SequenceTask):
         values, for the report's scatter and residuals)."""
         if self.inspection is not None:
             write_text_atomic(run.path / "inspect.json", json.dumps(self.inspection.to_dict(), indent=2) + "\n")
-        for split, loader in eval_loaders.items():
-            pred, gold, _ = self.predict_values(model, loader, accelerator, desc=f"{split} predictions")
+        for split, loader in eval_loaders.items():  # evaluated last with the best model: no second pass
+            pred, gold = self.newest.get(id(loader)) or self.predict_values(model, loader, accelerator)[:2]
             columns = {}
             for k, name in enumerate(self.names):
                 columns[f"true_{name}"], columns[f"pred_{name}"] = gold[:, k], pred[:, k]

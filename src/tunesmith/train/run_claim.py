@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tunesmith import __version__
-from tunesmith.artifacts import (RUN_ARTIFACTS, RUN_MARKER, RunDir, fsync_dir, os_reason, replace_dir,
+from tunesmith.artifacts import (RUN_ARTIFACTS, RUN_MARKER, RunDir, fsync_dir, is_run_dir, os_reason, replace_dir,
                                   write_text_atomic)
 from tunesmith.errors import RunError
 from tunesmith.train.run_lock import LOCK_NAME, RunLock
@@ -61,12 +61,8 @@ class OutputState:
     is_dir: bool
     entries: list[str]       # what RUN holds, tunesmith's hidden files aside
     marker: bool             # RUN/.tunesmith-run.json
-    legacy: bool             # recipe.yaml + metrics.jsonl: a run written before the marker existed
+    is_run: bool             # the marker, or recipe.yaml + metrics.jsonl (a run from before it): artifacts.is_run_dir
     finished: bool           # RUN/eval.json
-
-    @property
-    def is_run(self) -> bool:
-        return self.marker or self.legacy
 
 
 def inspect_output(path: Path) -> OutputState:
@@ -78,8 +74,7 @@ def inspect_output(path: Path) -> OutputState:
         raise RunError(f"{path}: cannot read the run directory ({os_reason(exc)})") from None
     return OutputState(
         path=path, is_dir=is_dir, entries=entries,
-        marker=(path / MARKER).is_file(),
-        legacy=(path / "recipe.yaml").is_file() and (path / "metrics.jsonl").is_file(),
+        marker=(path / MARKER).is_file(), is_run=is_run_dir(path),
         finished=(path / "eval.json").is_file())
 
 
