@@ -135,12 +135,17 @@ def without_tokenizer(model: Path, target: Path) -> Path:
     return target
 
 
-def test_missing_tokenizer_files_are_one_line(tiny_bert_dir, tmp_path, capsys):
-    model = without_tokenizer(tiny_bert_dir, tmp_path / "no_tokenizer")
+def train_error_line(model: Path, tmp_path: Path, capsys) -> str:
+    """The one error line of `tunesmith train` on a small recipe for `model`."""
     train = write_csv(tmp_path / "train.csv", sentiment_rows(40))
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(model, train, tmp_path / "run")))
-    line = one_error_line(capsys, ["train", str(recipe)])
+    return one_error_line(capsys, ["train", str(recipe)])
+
+
+def test_missing_tokenizer_files_are_one_line(tiny_bert_dir, tmp_path, capsys):
+    model = without_tokenizer(tiny_bert_dir, tmp_path / "no_tokenizer")
+    line = train_error_line(model, tmp_path, capsys)
     assert line == (f"error: cannot load the tokenizer of {model}: it has no tokenizer files (looked for "
                     f"tokenizer.json, vocab.txt); copy them from the original model")
     assert not (tmp_path / "run").exists()
@@ -168,10 +173,7 @@ def small_vocabulary(model: Path, target: Path, words: int = 20) -> Path:
 
 def test_a_tokenizer_far_smaller_than_the_embedding_is_one_line(tiny_bert_dir, tmp_path, capsys):
     model = small_vocabulary(tiny_bert_dir, tmp_path / "small_vocab")
-    train = write_csv(tmp_path / "train.csv", sentiment_rows(40))
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(model, train, tmp_path / "run")))
-    line = one_error_line(capsys, ["train", str(recipe)])
+    line = train_error_line(model, tmp_path, capsys)
     assert line == (f"error: the tokenizer has 25 tokens but the model's embedding has 30,522 rows: wrong or "
                     f"missing tokenizer files in {model}")
 
