@@ -19,8 +19,10 @@ from tunesmith.config.imbalance import ImbalanceSpec, InspectSpec
 from tunesmith.config.lm import LMSpec
 from tunesmith.config.messages import alias_problem, describe_errors
 from tunesmith.config.method import MethodSpec
+from tunesmith.config.multi_label import MultiLabelSpec
 from tunesmith.config.regression import RegressionSpec
 from tunesmith.config.report import ReportSpec
+from tunesmith.config.token_classification import TokenClassificationSpec
 from tunesmith.errors import RecipeError, shown
 
 
@@ -49,11 +51,15 @@ class HeldOut(Section):
 
 class DataSpec(Section):
     train: str
-    format: Literal["csv", "tsv", "jsonl", "json", "parquet", "txt"] | None = None
+    format: Literal["csv", "tsv", "jsonl", "json", "parquet", "txt", "conll"] | None = None
     header: bool | None = None
     columns: dict[str, Union[str, int, list[Union[str, int]]]] = Field(
         default_factory=lambda: {"text": "text", "label": "label"},
         description="role -> column name or 0-based index; regression: label may list several target columns")
+    label_separator: str = Field(",", min_length=1, description="multi_label, csv/tsv: the labels of a cell are "
+                                                                "split on this string")
+    tag_scheme: Literal["iob1", "iob2", "bioes"] = Field(
+        "iob2", description="token_classification: the tag scheme of the file, converted to IOB2 on read")
     quoting: Literal["auto", "minimal", "none"] = "auto"
     delimiter: str | None = None
     encoding: str = "utf-8"
@@ -82,7 +88,8 @@ class DataSpec(Section):
     @field_validator("columns")
     @classmethod
     def _known_roles(cls, value: dict) -> dict:
-        roles = ("text", "text_pair", "label", "instruction", "input", "output", "system", "messages")
+        roles = ("text", "text_pair", "label", "instruction", "input", "output", "system", "messages", "tokens",
+                 "tags")
         unknown = set(value) - set(roles)
         if unknown:
             raise ValueError(f"unknown column role {shown(sorted(unknown)[0])}; roles are {', '.join(roles)}")
@@ -91,8 +98,9 @@ class DataSpec(Section):
             raise ValueError(f"'{listed[0]}' names one column; only label may list several (regression targets)")
         if isinstance(value.get("label"), list) and not value["label"]:
             raise ValueError("label: an empty list of target columns")
-        if "text" not in value and "messages" not in value and not {"instruction", "output"} <= set(value):
-            raise ValueError("needs a 'text' column (sft: 'instruction' and 'output', or 'messages')")
+        if not {"text", "messages", "tokens"} & set(value) and not {"instruction", "output"} <= set(value):
+            raise ValueError("needs a 'text' column (sft: 'instruction' and 'output', or 'messages'; "
+                             "token_classification: 'tokens')")
         return _one_column_per_role(value)
 
 
@@ -138,6 +146,9 @@ class Recipe(Section):
     allow_pickle: bool = False
     lm: LMSpec = Field(default_factory=LMSpec)  # causal_lm / sft settings (config/lm.py)
     regression: RegressionSpec = Field(default_factory=RegressionSpec)  # task: regression (loss, scaling)
+    multi_label: MultiLabelSpec = Field(default_factory=MultiLabelSpec)  # task: multi_label (loss, thresholds)
+    token_classification: TokenClassificationSpec = Field(  # task: token_classification (alignment, windows)
+        default_factory=TokenClassificationSpec)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)  # classification (config/imbalance.py)
     inspect: InspectSpec = Field(default_factory=InspectSpec)  # data diagnostics before training (tunesmith/inspection.py)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # config/checkpoint.py
