@@ -106,7 +106,7 @@ def _label_names(frames: dict[str, pd.DataFrame], labels=None) -> tuple[dict[str
     """Each split's labels as class names, and the class names in id order."""
     from tunesmith.data.labels import LabelMap
 
-    if labels is None:
+    if labels is None and "label" in frames["train"].columns:  # multi_label passes frames of texts only
         try:
             labels = LabelMap.fit(frames["train"]["label"], source="train")
         except DataError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from multi_label_helpers import multi_label_recipe, topic_rows, write_jsonl
 from lm_helpers import lm_recipe, number_rows, shakespeare_slice, write_json
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 
@@ -45,4 +46,12 @@ def sft(models: dict, root: Path) -> dict:
     return {"model_dir": models["llama"], "raw": raw, "prompt": "say the word two"}
 
 
-TASK_FIXTURES = {"classification": classification, "regression": regression, "causal_lm": causal_lm, "sft": sft}
+def multi_label(models: dict, root: Path) -> dict:
+    """Each row is labelled with the topics (food, music, sport) its keywords name; some rows have none."""
+    train = write_jsonl(root / "topics.jsonl", topic_rows(60, seed=3))
+    raw = multi_label_recipe(models["bert"], train, root / "run", epochs=2)
+    return {"model_dir": models["bert"], "raw": raw, "predict_text": "the pizza and the guitar"}
+
+
+TASK_FIXTURES = {"classification": classification, "regression": regression, "causal_lm": causal_lm, "sft": sft,
+                 "multi_label": multi_label}

@@ -39,6 +39,7 @@ AUGMENT_OPERATIONS = ("delete", "swap", "insert")
 FINDING_CODES = (
     "class_imbalance", "rare_class", "duplicates", "normalised_duplicates", "conflicting_labels", "leakage",
     "empty_text", "truncation", "missing_class", "mixed_label_types",
+    "untrained_label", "empty_label_sets",  # multi_label (evaluation/label_set_inspection.py)
 )
 
 

@@ -8,6 +8,7 @@ from tunesmith.errors import RecipeError
 from tunesmith.tasks.base import Task
 from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.classification import ClassificationTask
+from tunesmith.tasks.multi_label import MultiLabelTask
 from tunesmith.tasks.regression import RegressionTask
 from tunesmith.tasks.sft import SFTTask
 
@@ -16,6 +17,7 @@ TASKS: dict[str, type[Task]] = {
     "causal_lm": CausalLMTask,
     "sft": SFTTask,
     "regression": RegressionTask,
+    "multi_label": MultiLabelTask,
 }
 
 
