@@ -11,7 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from tunesmith.cli.multi_label_tables import label_set_tables, per_label_table
 from tunesmith.data.target_stats import TargetInspection
+from tunesmith.evaluation.label_set_inspection import LabelSetInspection
 from tunesmith.methods.measure import format_memory
 from tunesmith.recipes.plan import format_bytes, format_duration
 from tunesmith.report.compare import metric_rows, recipe_differences, run_labels, show_value
@@ -40,7 +42,8 @@ def metrics_table(title: str, results: dict[str, dict], baselines: dict | None =
 
 BASELINE_LABELS = {"majority": "majority class", "tfidf": "tf-idf + logistic regression",
                    "scratch": "same model from scratch", "pretrained": "pretrained (before training)",
-                   "mean": "mean of the training targets", "tfidf_ridge": "tf-idf + ridge regression"}
+                   "mean": "mean of the training targets", "tfidf_ridge": "tf-idf + ridge regression",
+                   "modal_set": "most frequent label set", "tfidf_ovr": "tf-idf + one-vs-rest logistic regression"}
 
 
 def baseline_row(name: str, scores: dict, columns) -> list[str]:
@@ -106,6 +109,8 @@ def print_split_details(split: str, metrics: dict) -> None:
         console.print(confusion_table(split, metrics))
     if metrics.get("per_target"):
         console.print(per_target_table(split, metrics))
+    if metrics.get("per_label"):  # multi_label
+        console.print(per_label_table(split, metrics))
 
 
 def per_target_table(split: str, metrics: dict) -> Table:
@@ -220,12 +225,13 @@ def print_export_report(report: dict) -> None:
     metric = report["metric"]
     table = Table(title=f"export {report['format']}: {report['split']} set ({report['examples']} examples), "
                         f"CPU, {report['threads']} thread(s)", title_justify="left")
-    for column in ("model", metric, "accuracy", f"Δ {metric}", "MB", "ms/ex b=1", "ex/s b=32"):
+    second = "accuracy" if "accuracy" in report["reference"]["metrics"] else "macro_f1"  # multi_label: no accuracy
+    for column in ("model", metric, second, f"Δ {metric}", "MB", "ms/ex b=1", "ex/s b=32"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name, row, delta in (("torch fp32 (RUN/model)", report["reference"], ""),
                              (report["format"], report["export"], f"{report['delta'][metric]:+.4f}")):
         m = row["metrics"]
-        table.add_row(name, f"{m[metric]:.4f}", f"{m.get('accuracy', float('nan')):.4f}", delta,
+        table.add_row(name, f"{m[metric]:.4f}", f"{m.get(second, float('nan')):.4f}", delta,
                       f"{row['size_mb']:.1f}", f"{row['latency_ms_b1']:.2f}", f"{row['throughput_b32']:.1f}")
     console.print(table)
     console.print(f"predictions agree with the reference on {report['prediction_agreement']:.2%} of "
@@ -241,6 +247,8 @@ def print_inspection(report) -> None:
     if isinstance(report, TargetInspection):
         print_target_inspection(report)
         return
+    for table in label_set_tables(report) if isinstance(report, LabelSetInspection) else ():  # multi_label
+        console.print(table)
     splits = list(report.classes)
     table = Table(title="classes", title_justify="left")
     table.add_column("label")

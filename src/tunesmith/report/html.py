@@ -6,7 +6,7 @@ Charts are inline PNG data URIs; the page has no scripts and loads nothing, so i
 
 Sections (each an element with this id; a section without data is left out):
     summary, recipe, data, curves, learning-rate, perplexity (language models), confusion, per-class,
-    baselines, generations (language models), stopping, performance, environment
+    per-label (multi_label), baselines, generations (language models), stopping, performance, environment
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import yaml
 from tunesmith.artifacts import RunDir, write_text_atomic
 from tunesmith.errors import RunError
 from tunesmith.report import plots
+from tunesmith.report.multi_label import section_per_label
 from tunesmith.report.regression import section_predictions, target_tables
 
 REPORT_NAME = "report.html"
@@ -33,6 +34,8 @@ BASELINE_NAMES = {
     "majority": "majority class",
     "tfidf": "TF-IDF + logistic regression",
     "tfidf_ridge": "TF-IDF + ridge regression",
+    "modal_set": "most frequent training label set",
+    "tfidf_ovr": "TF-IDF + one-vs-rest logistic regression",
     "mean": "mean of the training targets",
     "scratch": "same architecture from scratch",
     "pretrained": "pretrained model, before fine-tuning",
@@ -506,6 +509,7 @@ SECTIONS = (
     ("predictions", "Predicted vs true values", lambda data: section_predictions(data, chart, charts, esc)),
     ("confusion", "Confusion matrix", section_confusion),
     ("per-class", "Per-class precision, recall and F1", section_per_class),
+    ("per-label", "Per-label precision, recall, F1 and threshold", lambda data: section_per_label(data, table, esc)),
     ("baselines", "Baselines", section_baselines),
     ("generations", "Generations before and after fine-tuning", section_generations),
     ("stopping", "Best step and why training stopped", section_stopping),

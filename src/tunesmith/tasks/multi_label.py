@@ -72,6 +72,10 @@ class MultiLabelTask(SequenceTask):
                               f"{', '.join(THRESHOLD_METRICS)}")
         return asked
 
+    def derived_settings(self) -> dict:
+        """The held-out split is drawn at random: RUN/recipe.yaml says stratify: false (so export can rebuild it)."""
+        return {**super().derived_settings(), "data.validation.stratify": False}
+
     # ---- data -------------------------------------------------------------------------------
     def load_data(self) -> LabelSetSplits:
         held_out = self.recipe.data.validation
