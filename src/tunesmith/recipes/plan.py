@@ -291,7 +291,7 @@ def run_worker(recipe, spec: MethodSpec, steps: int, timeout_s: float) -> dict:
     context.set_forkserver_preload(PRELOAD)
     with tempfile.TemporaryDirectory(prefix="tunesmith-plan-") as tmp:
         out = Path(tmp) / "result.json"
-        raw = recipe.model_dump(mode="json")
+        raw = recipe.model_dump(mode="json", exclude_unset=True)  # keys left unset stay unset (task checks)
         raw["method"] = spec.model_dump(mode="json")
         child = context.Process(target=_child, args=(raw, steps, str(out), os.getcwd()), daemon=True)
         with _main_module_hidden():

@@ -29,7 +29,7 @@ SUBDIR = Path("baselines") / "scratch"
 
 def scratch_recipe(recipe, model_dir: Path, output: Path):
     """The run's recipe with another model and output, and no baselines, report or trackers of its own."""
-    raw = recipe.model_dump(mode="json")
+    raw = recipe.model_dump(mode="json", exclude_unset=True)  # keys left unset stay unset (task checks)
     raw["model"] = str(model_dir)
     raw["output"] = str(output)
     raw["baselines"] = False
