@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tunesmith.cli.multi_label_tables import label_set_tables, per_label_table
+from tunesmith.cli.token_tables import print_token_inspection
 from tunesmith.data.target_stats import TargetInspection
+from tunesmith.data.token_stats import TokenInspection
 from tunesmith.evaluation.label_set_inspection import LabelSetInspection
 from tunesmith.methods.measure import format_memory
 from tunesmith.recipes.plan import format_bytes, format_duration
@@ -246,6 +248,9 @@ def print_inspection(report) -> None:
     regression recipe, the targets' distributions and outliers (data/target_stats.py)."""
     if isinstance(report, TargetInspection):
         print_target_inspection(report)
+        return
+    if isinstance(report, TokenInspection):  # token_classification (cli/token_tables.py)
+        print_token_inspection(report, console)
         return
     for table in label_set_tables(report) if isinstance(report, LabelSetInspection) else ():  # multi_label
         console.print(table)
