@@ -99,3 +99,10 @@ def test_a_label_without_validation_positives_keeps_the_default():
     y[:, 1] = 0
     cuts = tune_thresholds(TUNE_P, y, "macro_f1", per_label=True, default=0.4)
     assert cuts[1] == 0.4 and cuts[0] in GRID
+
+
+def test_a_single_label_is_scored_as_its_positive_class():
+    y, probs = np.array([[1], [0], [1], [0]]), np.array([[0.9], [0.6], [0.2], [0.1]])
+    m = multi_label_metrics(y, probs, 0.5, ["x"])  # predicted 1, 1, 0, 0: tp 1, fp 1, fn 1
+    assert m["micro_f1"] == m["macro_f1"] == pytest.approx(0.5) and m["per_label"]["x"]["support"] == 2
+    assert m["samples_f1"] == pytest.approx((1 + 0 + 0 + 1) / 4) and m["subset_accuracy"] == 0.5

@@ -50,6 +50,12 @@ def _fit(x, y, c: float, seed: int):
     return model
 
 
+def label_probs(model, x, width: int) -> np.ndarray:
+    """N x `width` probabilities (one-vs-rest over a single label answers N x 2: the positive column is kept)."""
+    probs = model.predict_proba(x)
+    return probs[:, -width:] if probs.shape[1] != width else probs
+
+
 def tfidf_scores(texts_train, y_train: np.ndarray, texts: dict, y_eval: dict, names: list[str], *, metric: str,
                  tune: bool, per_label: bool, default: float, seed: int = 0) -> dict:
     """{split: metrics of TF-IDF + one-vs-rest logistic regression}; `texts`/`y_eval` hold the held-out
@@ -59,10 +65,11 @@ def tfidf_scores(texts_train, y_train: np.ndarray, texts: dict, y_eval: dict, na
     x_train = features.fit_transform(texts_train)
     x_eval = {split: features.transform(t) for split, t in texts.items()}
     y_fit = np.asarray(y_train).astype(np.int64)
+    y_fit = y_fit[:, 0] if y_fit.shape[1] == 1 else y_fit
     best = None
     for c in C_GRID:
         model = _fit(x_train, y_fit, c, seed)
-        probs = model.predict_proba(x_eval["validation"])
+        probs = label_probs(model, x_eval["validation"], len(names))
         cuts = (tune_thresholds(probs, y_eval["validation"], metric, per_label=per_label, default=default) if tune
                 else np.full(len(names), default))
         score = fast_score(y_eval["validation"], probs >= cuts, metric)
@@ -72,7 +79,7 @@ def tfidf_scores(texts_train, y_train: np.ndarray, texts: dict, y_eval: dict, na
     seconds = round(time.perf_counter() - start, 3)
     out = {}
     for split, x in x_eval.items():
-        scores = multi_label_metrics(y_eval[split], model.predict_proba(x), cuts, names)
+        scores = multi_label_metrics(y_eval[split], label_probs(model, x, len(names)), cuts, names)
         out[split] = {**{k: scores[k] for k in SHOWN if k in scores}, "C": c, "features": int(x_train.shape[1]),
                       "thresholds": {n: float(t) for n, t in zip(names, cuts)}, "fit_s": seconds}
     return out

@@ -42,15 +42,19 @@ def multi_label_metrics(y_true: np.ndarray, probs: np.ndarray, thresholds, names
     cuts = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(names),))
     if not len(y_true):
         return {"n": 0}
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    flat = len(names) == 1  # scikit-learn reads one 0/1 column as a binary task: score its positive class
+    gold, pred, only = (y_true[:, 0], y_pred[:, 0], {"labels": [1]}) if flat else (y_true, y_pred, {})
+    precision, recall, f1, support = precision_recall_fscore_support(gold, pred, average=None, zero_division=0,
+                                                                     **only)
     with_positives = [k for k in range(len(names)) if y_true[:, k].any()]
     average_precision = [float(average_precision_score(y_true[:, k], probs[:, k])) for k in with_positives]
     return {
-        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "samples_f1": float(f1_score(y_true, y_pred, average="samples", zero_division=1)),
-        "subset_accuracy": float(accuracy_score(y_true, y_pred)),
-        "hamming_loss": float(hamming_loss(y_true, y_pred)),
+        "micro_f1": float(f1_score(gold, pred, average="micro", zero_division=0, **only)),
+        "macro_f1": float(f1_score(gold, pred, average="macro", zero_division=0, **only)),
+        "samples_f1": (fast_score(y_true, y_pred, "samples_f1") if flat
+                       else float(f1_score(y_true, y_pred, average="samples", zero_division=1))),
+        "subset_accuracy": float(accuracy_score(gold, pred)),
+        "hamming_loss": float(hamming_loss(gold, pred)),
         "mean_average_precision": float(np.mean(average_precision)) if average_precision else float("nan"),
         "per_label": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s),
                              "threshold": float(t)}

@@ -25,7 +25,7 @@ from tunesmith.artifacts import write_text_atomic
 from tunesmith.baselines.multi_label import majority_scores, tfidf_scores
 from tunesmith.baselines.tfidf import texts_of
 from tunesmith.data.encode import EncodedDataset
-from tunesmith.data.label_sets import (LabelSetSplits, join_labels, label_set_columns, load_label_set_splits,
+from tunesmith.data.label_sets import (ROLE, LabelSetSplits, join_labels, label_set_columns, load_label_set_splits,
                                        multi_hot, read_label_set_file)
 from tunesmith.data.prepare import read_with_spec
 from tunesmith.errors import RecipeError
@@ -90,7 +90,7 @@ class MultiLabelTask(SequenceTask):
         return self.splits
 
     def describe_splits(self, splits) -> str:
-        mean = np.mean([len(s) for s in splits.train["label_set"]])
+        mean = np.mean([len(s) for s in splits.train[ROLE]])
         return (f"{super().describe_splits(splits)}; {len(splits.names)} labels, {mean:.2f} per training row: "
                 f"{', '.join(splits.names)}")
 
@@ -123,7 +123,7 @@ class MultiLabelTask(SequenceTask):
     def read_rows(self, spec, path: str, *, labelled: bool):
         if labelled:
             return read_label_set_file(spec, path)
-        columns = {role: column for role, column in label_set_columns(spec).items() if role != "label_set"}
+        columns = {role: column for role, column in label_set_columns(spec).items() if role != ROLE}
         return read_with_spec(spec, path, columns=columns, required=("text",))
 
     def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
