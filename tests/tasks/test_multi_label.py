@@ -177,3 +177,14 @@ def test_other_methods_save_a_head_that_reloads(trained, tiny_bert_dir, tmp_path
     assert reloaded.task.names == ["food", "music", "sport"]
     assert reloaded.predict_texts(rows["text"].tolist()[:3])["prediction"].notna().all()
     assert result["validation"]["n"] > 0
+
+
+def test_the_scratch_baseline_recipe_keeps_the_random_split_acceptable(tmp_path):
+    from tunesmith.recipes.scratch import scratch_recipe
+    from tunesmith.tasks import make_task
+
+    train = write_jsonl(tmp_path / "t.jsonl", topic_rows(20, seed=1))
+    base = validate_recipe(multi_label_recipe("m", train, tmp_path / "run"))
+    derived = scratch_recipe(base, tmp_path / "init", tmp_path / "run" / "baselines" / "scratch")
+    assert make_task(derived).load_data().names == ["food", "music", "sport"]  # no stratify: true appeared
+    assert not derived.report.html and derived.data == base.data

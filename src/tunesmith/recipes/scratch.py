@@ -38,8 +38,7 @@ def scratch_recipe(recipe, model_dir: Path, output: Path):
         raw["method"] = {"name": "full", "gradient_checkpointing": raw["method"].get("gradient_checkpointing", False)}
     if raw.get("resume") is True:  # a scratch run may not have started yet: resume only if it has a checkpoint
         raw["resume"] = "auto"
-    if "report" in raw:
-        raw["report"] = {**raw["report"], "html": False, "trackers": []}
+    raw["report"] = {**raw.get("report", {}), "html": False, "trackers": []}
     return validate_recipe(raw, source="scratch baseline recipe")
 
 
