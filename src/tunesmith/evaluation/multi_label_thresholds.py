@@ -13,7 +13,12 @@ in the model config as `tunesmith_thresholds: {label: t}`, so predict / evaluate
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from tunesmith.artifacts import write_text_atomic
 
 from tunesmith.evaluation.multi_label import decide, fast_score
 
@@ -81,11 +86,6 @@ def read_thresholds(config, names: list[str], default: float) -> np.ndarray:
 
 def write_thresholds(model_dir, record: dict) -> None:
     """Add `tunesmith_thresholds: {label: t}` (and the tuning record) to the model's config.json, atomically."""
-    import json
-    from pathlib import Path
-
-    from tunesmith.artifacts import write_text_atomic
-
     path = Path(model_dir) / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     config[CONFIG_KEY] = record["thresholds"]
