@@ -107,6 +107,9 @@ def load_labelled_splits(spec: DataSpec, *, seed: int) -> LabelledSplits:
 
 
 def drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    if "tokens" in frame.columns:  # token_classification: a sentence repeats when its words do (lists: as tuples)
+        kept = frame[~frame["tokens"].map(tuple).duplicated(keep="first")].reset_index(drop=True)
+        return kept, len(frame) - len(kept)
     keys = [c for c in ("text", "text_pair") if c in frame.columns]
     kept = frame.drop_duplicates(subset=keys, keep="first").reset_index(drop=True)
     return kept, len(frame) - len(kept)
