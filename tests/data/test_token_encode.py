@@ -10,7 +10,7 @@ from tiny_models import minilm_dir
 from tunesmith.data.token_encode import (IGNORE, TokenCollator, check_fast_tokenizer, encode_words, split_words,
                                          window_bounds)
 from tunesmith.errors import RecipeError
-from tunesmith.evaluation.token_decode import decode_words, entity_groups, repair_iob2, stitch, tag_spans
+from tunesmith.evaluation.token_decode import decode_words, entity_groups, repair_iob2, stitch
 
 NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 INSIDE = {1: 2, 3: 4}
@@ -138,8 +138,6 @@ def test_collator_pads_labels_with_ignore_and_leaves_the_stitching_keys_out(toke
 def test_repair_and_spans():
     assert repair_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-PER"]) == \
         ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-PER"]
-    assert tag_spans(["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC"]) == \
-        [("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 6)]
 
 
 def test_entity_groups_give_exact_substrings_and_mean_scores():

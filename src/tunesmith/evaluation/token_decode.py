@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tunesmith.data.tag_schemes import entity_spans
+
 
 def stitch(features: Sequence[dict], probs: Sequence[np.ndarray]) -> dict[int, list[np.ndarray | None]]:
     """{sentence: [probability row per word, or None]} from each window's feature and its L x C
@@ -55,23 +57,11 @@ def repair_iob2(tags: Sequence[str]) -> list[str]:
     return out
 
 
-def tag_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """(type, first word, end word exclusive) of every entity of a valid IOB2 sequence."""
-    spans, current = [], None
-    for index, tag in enumerate(list(tags) + ["O"]):
-        if current is not None and not (tag.startswith("I-") and tag[2:] == current[0]):
-            spans.append((current[0], current[1], index))
-            current = None
-        if tag.startswith("B-") or (tag.startswith("I-") and current is None):
-            current = (tag[2:], index)
-    return spans
-
-
 def entity_groups(text: str, spans: Sequence[tuple[int, int]], tags: Sequence[str],
                   scores: Sequence[float]) -> list[dict]:
     """The pipeline's "simple" aggregation over words with character `spans` in `text`."""
     groups = []
-    for kind, first, end in tag_spans(tags):
+    for kind, first, end in entity_spans(tags):
         start, stop = spans[first][0], spans[end - 1][1]
         groups.append({"entity_group": kind, "word": text[start:stop], "start": int(start), "end": int(stop),
                        "score": round(float(np.mean(scores[first:end])), 6)})

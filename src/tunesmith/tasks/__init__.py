@@ -10,12 +10,14 @@ from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.classification import ClassificationTask
 from tunesmith.tasks.regression import RegressionTask
 from tunesmith.tasks.sft import SFTTask
+from tunesmith.tasks.token_classification import TokenClassificationTask
 
 TASKS: dict[str, type[Task]] = {
     "classification": ClassificationTask,
     "causal_lm": CausalLMTask,
     "sft": SFTTask,
     "regression": RegressionTask,
+    "token_classification": TokenClassificationTask,
 }
 
 
