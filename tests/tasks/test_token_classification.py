@@ -148,3 +148,19 @@ def test_resume_is_the_same_run(tiny_bert_dir, tmp_path):
     a = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
     b = load_file(tmp_path / "reference" / "model" / "model.safetensors")
     assert all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
+
+
+@pytest.mark.parametrize("fmt", ["merged", "onnx"])
+def test_export_re_evaluates_and_predicts_like_the_run(trained, fmt, tmp_path):
+    from tunesmith.recipes.export import export_run
+
+    root, raw, result = trained
+    report = export_run(root / "run", fmt, output=tmp_path / fmt, max_drop=0.01, echo=quiet)
+    assert report["passed"] and report["examples"] >= 13  # windows of the validation sentences
+    assert report["export"]["metrics"]["f1"] == pytest.approx(result["validation"]["f1"], abs=1e-6)
+    assert report["prediction_agreement"] == 1.0 and report["max_abs_logit_diff"] < 1e-3
+    text = ["Mr. Smith went home in Paris.", "the Mr. Jones Wilson said in Rome " * 6]  # the second: windows
+    exported = TrainedRun(tmp_path / fmt).predict_texts(text)
+    original = TrainedRun(root / "run").predict_texts(text)
+    assert exported["tags"].tolist() == original["tags"].tolist()
+    assert exported["prediction"].tolist() == original["prediction"].tolist()
