@@ -11,7 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from tunesmith.cli.token_tables import print_token_inspection
 from tunesmith.data.target_stats import TargetInspection
+from tunesmith.data.token_stats import TokenInspection
 from tunesmith.methods.measure import format_memory
 from tunesmith.recipes.plan import format_bytes, format_duration
 from tunesmith.report.compare import metric_rows, recipe_differences, run_labels, show_value
@@ -240,6 +242,9 @@ def print_inspection(report) -> None:
     regression recipe, the targets' distributions and outliers (data/target_stats.py)."""
     if isinstance(report, TargetInspection):
         print_target_inspection(report)
+        return
+    if isinstance(report, TokenInspection):  # token_classification (cli/token_tables.py)
+        print_token_inspection(report, console)
         return
     splits = list(report.classes)
     table = Table(title="classes", title_justify="left")
