@@ -164,3 +164,19 @@ def test_export_re_evaluates_and_predicts_like_the_run(trained, fmt, tmp_path):
     original = TrainedRun(root / "run").predict_texts(text)
     assert exported["tags"].tolist() == original["tags"].tolist()
     assert exported["prediction"].tolist() == original["prediction"].tolist()
+
+
+def test_report_shows_entity_types_confusion_and_marked_sentences(trained):
+    from tunesmith.report import write_report
+
+    root, _, result = trained
+    run = root / "run"
+    lines = [json.loads(line) for line in (run / "predictions_validation.jsonl").read_text().splitlines()]
+    assert len(lines) == 13 and all(len(r["tokens"]) == len(r["gold"]) == len(r["predicted"]) for r in lines)
+    saved = json.loads((run / "eval.json").read_text())["validation"]
+    assert set(saved["per_type"]) == {"LOC", "PER"} and saved["per_type"]["LOC"]["support"] == 13
+    page = write_report(run).read_text()
+    for section in ("entity-types", "entity-confusion", "entity-examples"):
+        assert f'<section id="{section}">' in page
+    assert "<td>PER</td>" in page and "no gold entity (spurious)" in page
+    assert '<mark style="background:' in page and "<sub>LOC</sub>" in page

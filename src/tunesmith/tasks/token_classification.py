@@ -92,6 +92,9 @@ class TokenClassificationTask(Task):
         for severity in ("error", "warning"):
             for finding in self.inspection.of(severity):
                 echo(f"{severity}: [{finding.code}] {finding.message}")
+        counts = self.inspection.to_dict()["summary"]
+        echo(f"inspect: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes "
+             f"(all in RUN/inspect.json; `tunesmith inspect RECIPE` shows them)")
 
     def inspect_recipe(self, *, tokens: bool = True):
         splits = self.load_data()
@@ -99,7 +102,10 @@ class TokenClassificationTask(Task):
         return inspect_token_splits(splits, tokenizer, self.recipe.train.max_length if tokens else None)
 
     def inspect_summary(self) -> dict | None:
-        return None if self.inspection is None else self.inspection.to_dict().get("summary")
+        if self.inspection is None:
+            return None
+        return {**self.inspection.to_dict()["summary"],
+                "findings": [f"{f.severity}: {f.code}" for f in self.inspection.findings]}
 
     # ---- model ------------------------------------------------------------------------------
     def load_model(self, model_dir: Path):
