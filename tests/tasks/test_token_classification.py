@@ -180,3 +180,14 @@ def test_report_shows_entity_types_confusion_and_marked_sentences(trained):
         assert f'<section id="{section}">' in page
     assert "<td>PER</td>" in page and "no gold entity (spurious)" in page
     assert '<mark style="background:' in page and "<sub>LOC</sub>" in page
+
+
+def test_plan_measures_a_token_classification_recipe(tiny_bert_dir, tmp_path):
+    from tunesmith.recipes.plan import plan
+
+    raw = ner_recipe(tiny_bert_dir, tmp_path)
+    result = plan(validate_recipe(raw), time_budget_s=3600, memory_budget=64 * 2**30, steps=1, echo=quiet)
+    rows = {row["spec"]["name"]: row for row in result["candidates"]}
+    assert set(rows) == {"full", "lora", "freeze", "bitfit"}
+    assert all("error" not in row and row["step_s"] > 0 for row in rows.values()), rows
+    assert result["batches_per_epoch"] == 6  # 48 sentences / batch 8
