@@ -191,3 +191,29 @@ def test_plan_measures_a_token_classification_recipe(tiny_bert_dir, tmp_path):
     assert set(rows) == {"full", "lora", "freeze", "bitfit"}
     assert all("error" not in row and row["step_s"] > 0 for row in rows.values()), rows
     assert result["batches_per_epoch"] == 6  # 48 sentences / batch 8
+
+
+def test_evaluate_refuses_a_tag_the_model_does_not_know(trained, tmp_path, capsys):
+    root, _, _ = trained
+    bad = write_conll(tmp_path / "bad.conll", [[("Acme", "B-ORG"), ("rose", "O")]])
+    assert main(["evaluate", str(root / "run"), "--data", str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {bad}, line 3: tag 'B-ORG' is not one the model was trained "
+                                               f"with (O, B-LOC, I-LOC, B-PER, I-PER)")
+
+
+def test_label_all_tokens_trains_every_sub_token(tiny_bert_dir, tmp_path):
+    from tunesmith.tasks import make_task
+    from tunesmith.data.token_encode import IGNORE
+
+    raw = ner_recipe(tiny_bert_dir, tmp_path, token_classification={"stride": 4, "label_all_tokens": True})
+    raw["train"].update(max_steps=2)
+    recipe = validate_recipe(raw)
+    task = make_task(recipe)
+    task.load_data()
+    from tunesmith.models import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    features = task.encode(task.splits.train, tokenizer).features
+    labelled = sum(label != IGNORE for f in features for label in f["labels"])
+    assert labelled == sum(len(f["input_ids"]) - 2 for f in features)  # every sub-token but [CLS] and [SEP]
+    assert finetune(recipe, echo=quiet)["steps"] == 2
