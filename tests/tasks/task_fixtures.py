@@ -53,5 +53,43 @@ def multi_label(models: dict, root: Path) -> dict:
     return {"model_dir": models["bert"], "raw": raw, "predict_text": "the pizza and the guitar"}
 
 
+# ---- token_classification (issue 13) -------------------------------------------------------------------------
+NAMES = ["Smith", "Jones", "Brown", "Taylor", "Wilson", "Evans"]
+PLACES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna"]
+FILLER = ["the", "lives", "works", "said", "met", "today", "and", "went", "home"]
+
+
+def ner_sentences(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
+    """Learnable NER: a capitalised name after "Mr." is PER (sometimes two words), a word after "in" is LOC."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        words = [(rng.choice(FILLER), "O") for _ in range(rng.randrange(0, 3))]
+        words += [("Mr.", "O"), (rng.choice(NAMES), "B-PER")]
+        if rng.random() < 0.3:
+            words.append((rng.choice(NAMES), "I-PER"))
+        words += [(rng.choice(FILLER), "O") for _ in range(rng.randrange(1, 3))]
+        words += [("in", "O"), (rng.choice(PLACES), "B-LOC"), (".", "O")]
+        sentences.append(words)
+    return sentences
+
+
+def write_conll(path: Path, sentences) -> Path:
+    """word, a POS placeholder and the tag per line (tags in column 2), a blank line between sentences."""
+    lines = ["-DOCSTART- -X- O", ""]
+    for words in sentences:
+        lines += [f"{word} X {tag}" for word, tag in words] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def token_classification(models: dict, root: Path) -> dict:
+    train = write_conll(root / "ner.conll", ner_sentences(48, seed=1))
+    raw = tiny_recipe(models["bert"], train, root / "run", epochs=3, max_length=16, early_stopping={"metric": "f1"})
+    raw.update(task="token_classification", token_classification={"stride": 4})
+    raw["data"].update(format="conll", columns={"tokens": 0, "tags": 2}, validation={"split": 0.25})
+    return {"model_dir": models["bert"], "raw": raw, "predict_text": "Mr. Smith went home in Paris."}
+
+
 TASK_FIXTURES = {"classification": classification, "regression": regression, "causal_lm": causal_lm, "sft": sft,
-                 "multi_label": multi_label}
+                 "multi_label": multi_label, "token_classification": token_classification}

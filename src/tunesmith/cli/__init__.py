@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_read_overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=["csv", "tsv", "jsonl", "json", "parquet", "txt"],
+    parser.add_argument("--format", choices=["csv", "tsv", "jsonl", "json", "parquet", "txt", "conll"],
                         help="file format, if not the run's (default: from the extension, else the run's)")
     parser.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                         help="whether the file has a header row (default: the run's setting)")

@@ -45,7 +45,8 @@ def metrics_table(title: str, results: dict[str, dict], baselines: dict | None =
 BASELINE_LABELS = {"majority": "majority class", "tfidf": "tf-idf + logistic regression",
                    "scratch": "same model from scratch", "pretrained": "pretrained (before training)",
                    "mean": "mean of the training targets", "tfidf_ridge": "tf-idf + ridge regression",
-                   "modal_set": "most frequent label set", "tfidf_ovr": "tf-idf + one-vs-rest logistic regression"}
+                   "modal_set": "most frequent label set", "tfidf_ovr": "tf-idf + one-vs-rest logistic regression",
+                   "majority_tag": "majority tag of each word", "crf": "CRF over word features"}
 
 
 def baseline_row(name: str, scores: dict, columns) -> list[str]:
@@ -58,8 +59,8 @@ def baseline_row(name: str, scores: dict, columns) -> list[str]:
     return [f"  {label}", *values, ""]
 
 
-def per_class_table(split: str, metrics: dict) -> Table:
-    table = Table(title=f"per class ({split})", title_justify="left")
+def per_class_table(split: str, metrics: dict, title: str = "per class") -> Table:
+    table = Table(title=f"{title} ({split})", title_justify="left")
     for column in ("label", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right" if column != "label" else "left")
     for name, row in metrics.get("per_class", {}).items():
@@ -113,6 +114,8 @@ def print_split_details(split: str, metrics: dict) -> None:
         console.print(per_target_table(split, metrics))
     if metrics.get("per_label"):  # multi_label
         console.print(per_label_table(split, metrics))
+    if metrics.get("per_type"):  # token classification: entity precision / recall / F1 per type
+        console.print(per_class_table(split, {"per_class": metrics["per_type"]}, title="per entity type"))
 
 
 def per_target_table(split: str, metrics: dict) -> Table:
@@ -138,7 +141,8 @@ def print_predictions(frame, limit: int = 50) -> None:
     for column in ("text", *shown):
         table.add_column(column, overflow="fold", justify="left" if column == "text" else "right")
     for _, row in frame.head(limit).iterrows():
-        table.add_row(str(row["text"]), *(fmt(row[c].item() if hasattr(row[c], "item") else row[c]) for c in shown))
+        text = row["text"] if "text" in frame.columns else " ".join(row["tokens"])  # token files: the words
+        table.add_row(str(text), *(fmt(row[c].item() if hasattr(row[c], "item") else row[c]) for c in shown))
     console.print(table)
     if len(frame) > limit:
         console.print(f"... {len(frame) - limit} more rows")

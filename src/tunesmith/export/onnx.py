@@ -35,24 +35,31 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def load_eager(model_dir: Path, trust_remote_code: bool = False):
-    """The run's model with eager attention, in eval mode, fp32."""
-    from transformers import AutoModelForSequenceClassification
+    """The run's model (a sequence or token classifier, as its config.json says) with eager attention, in eval
+    mode, fp32."""
+    import json
 
-    from tunesmith.models import quiet_transformers
+    import transformers
 
+    from tunesmith.models import HEADS, head_of, quiet_transformers
+
+    auto_class = getattr(transformers, HEADS[head_of(json.loads((Path(model_dir) / "config.json").read_text()))])
     with quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = auto_class.from_pretrained(
             model_dir, local_files_only=True, use_safetensors=True, attn_implementation="eager",
             trust_remote_code=trust_remote_code, dtype=torch.float32)
     return model.eval()
 
 
 def export_onnx(model, tokenizer, path: Path, max_length: int = 128) -> dict:
-    """Write `model` (a sequence classifier) to `path`; return {"inputs": [...], "check_max_abs_diff": x}."""
+    """Write `model` (a sequence or token classifier) to `path`; return {"inputs": [...], "check_max_abs_diff": x}."""
     example = tokenizer(EXAMPLE, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in example]
     wrapper = _LogitsOnly(model, names).eval()  # eval() matters: the exporter restores the wrapper's mode
-    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    with torch.no_grad():  # a token classifier's logits have a sequence axis too
+        per_token = wrapper(*(example[n] for n in names)).dim() == 3
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch", 1: "sequence"} if per_token
+                                                              else {0: "batch"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings; the graph is checked below
         torch.onnx.export(wrapper, tuple(example[n] for n in names), str(path), dynamo=False, opset_version=OPSET,

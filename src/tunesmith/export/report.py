@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from tunesmith.data.encode import EncodedDataset, make_loader
+from tunesmith.data.encode import EncodedDataset
 
 LATENCY_EXAMPLES = 64
 THROUGHPUT_EXAMPLES = 1024
@@ -41,13 +41,13 @@ class _OnCPU:
 def measure(model, task, dataset: EncodedDataset, tokenizer, *, eval_batch: int = 64,
             latency_examples: int = LATENCY_EXAMPLES, throughput_examples: int = THROUGHPUT_EXAMPLES) -> dict:
     """Metrics (as the run's task computes them), latency, throughput and the logits of the throughput pass."""
-    loader = make_loader(dataset, tokenizer, batch_size=eval_batch, order="by_length")
+    loader = task.make_loader(dataset, tokenizer, batch_size=eval_batch, order="by_length")
     metrics = task.evaluate(model, loader, _OnCPU(), desc="evaluate")
     model.eval()
 
     inputs = [{k: v for k, v in batch.items() if k != "labels"}
-              for batch in make_loader(EncodedDataset(dataset.features[:latency_examples]), tokenizer, batch_size=1,
-                                       order="sequential")]
+              for batch in task.make_loader(EncodedDataset(dataset.features[:latency_examples]), tokenizer,
+                                            batch_size=1, order="sequential")]
     for batch in inputs[:3]:
         model(**batch)
     times = []
@@ -58,12 +58,15 @@ def measure(model, task, dataset: EncodedDataset, tokenizer, *, eval_batch: int 
 
     subset = EncodedDataset(dataset.features[:throughput_examples])
     batches = [{k: v for k, v in b.items() if k != "labels"}
-               for b in make_loader(subset, tokenizer, batch_size=THROUGHPUT_BATCH, order="sequential")]
+               for b in task.make_loader(subset, tokenizer, batch_size=THROUGHPUT_BATCH, order="sequential")]
     model(**batches[0])  # warm-up
     logits = []
     start = time.perf_counter()
     for batch in batches:
-        logits.append(model(**batch).logits.float().cpu())
+        out = model(**batch).logits.float()
+        if out.dim() == 3:  # token classification: one row per real (unpadded) token
+            out = out[batch["attention_mask"].bool()]
+        logits.append(out.cpu())
     seconds = time.perf_counter() - start
     return {
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},

@@ -1,8 +1,8 @@
 """lora and dora: low-rank adapters through PEFT (Hu et al., 2021; DoRA: Liu et al., 2024).
 
 The base model is frozen; each target module gets trainable low-rank matrices (rank `r`, scale
-`alpha / r`); DoRA also learns a magnitude per output feature. The task head (a classifier's
-`classifier` / `score`) is new, so it is trained in full and saved with the adapter (`modules_to_save`).
+`alpha / r`); DoRA also learns a magnitude per output feature. The task head (a sequence or token
+classifier's `classifier` / `score`) is new, so it is trained in full and saved with the adapter (`modules_to_save`).
 
 What a run directory holds (the choice, and why):
 
@@ -70,8 +70,10 @@ class LoRA(Method):
         if missing:
             raise RecipeError(f"method.target_modules: {type(model).__name__} has no module named "
                               f"{', '.join(missing)}")
+        kind = type(model).__name__
         task_type = TaskType.CAUSAL_LM if is_causal_lm(model) else (
-            TaskType.SEQ_CLS if type(model).__name__.endswith("ForSequenceClassification") else None)
+            TaskType.SEQ_CLS if kind.endswith("ForSequenceClassification") else
+            TaskType.TOKEN_CLS if kind.endswith("ForTokenClassification") else None)
         # GPT-2's Conv1D stores weights transposed: PEFT must know (it would guess, with a warning)
         conv1d = any(type(m).__name__ == "Conv1D" for n, m in model.named_modules()
                      if any(n == t or n.endswith("." + t) for t in targets))

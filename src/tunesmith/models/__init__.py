@@ -254,14 +254,19 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool = False, padding_sid
     return tokenizer
 
 
+HEADS = {"sequence": "AutoModelForSequenceClassification", "token": "AutoModelForTokenClassification"}
+
+
 def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[int, str], label2id: dict[str, int],
                             problem_type: str | None = None, trust_remote_code: bool = False,
-                            allow_pickle: bool = False):
+                            allow_pickle: bool = False, head: str = "sequence"):
     """(AutoModelForSequenceClassification, tokenizer) for an encoder or a decoder, with a new head of
     `num_labels` (replacing a head of another size) and `config.pad_token_id` matching the tokenizer; a
-    tokenizer that does not fit the input embedding is refused (models/checks.py: check_vocabulary)."""
-    from transformers import AutoModelForSequenceClassification
+    tokenizer that does not fit the input embedding is refused (models/checks.py: check_vocabulary).
+    `head="token"`: AutoModelForTokenClassification (a label per token), with the same checks."""
+    import transformers
 
+    auto_class = getattr(transformers, HEADS[head])
     model_dir = Path(model_dir)
     id2label = {int(i): label for i, label in id2label.items()}
     if len(id2label) != num_labels or {label: i for i, label in id2label.items()} != dict(label2id):
@@ -272,7 +277,7 @@ def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[
     extra = {"problem_type": problem_type} if problem_type else {}
     try:
         with quiet_transformers():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
+            model, info = auto_class.from_pretrained(
                 model_dir, id2label=id2label, label2id=dict(label2id),  # v5: num_labels = len(id2label)
                 ignore_mismatched_sizes=True, local_files_only=True, trust_remote_code=trust_remote_code,
                 use_safetensors=None if allow_pickle else True, output_loading_info=True, **extra)
@@ -287,11 +292,17 @@ def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[
 
 def trained_head(model_dir: Path) -> dict:
     """The head a trained sequence classifier was saved with (its config.json): the keyword arguments of
-    load_for_classification that restore it (num_labels, id2label, label2id, problem_type)."""
+    load_for_classification that restore it (num_labels, id2label, label2id, problem_type, head)."""
     config = json.loads((Path(model_dir) / "config.json").read_text())
     id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
     return {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
-            "problem_type": config.get("problem_type")}
+            "problem_type": config.get("problem_type"), "head": head_of(config)}
+
+
+def head_of(config: dict) -> str:
+    """"token" for a saved token classifier (config.json architectures *ForTokenClassification), else "sequence"."""
+    return "token" if any(str(a).endswith("ForTokenClassification") for a in config.get("architectures") or ()) \
+        else "sequence"
 
 
 def load_trained_classifier(model_dir: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False):

@@ -43,7 +43,7 @@ def weights_bytes(path) -> int:
 
 
 class OnnxClassifier(torch.nn.Module):
-    """An ONNX sequence classifier behind the interface of a Hugging Face one: `model(**batch)` returns
+    """An ONNX sequence (or token) classifier behind the interface of a Hugging Face one: `model(**batch)` returns
     `.logits` (and `.loss` when `labels` are given), and `model.config` is the run's config. It holds no
     parameters; inputs are moved to the CPU for onnxruntime and the outputs back to the inputs' device."""
 
@@ -68,7 +68,10 @@ class OnnxClassifier(torch.nn.Module):
         device = next(iter(inputs.values())).device
         feed = {n: np.ascontiguousarray(inputs[n].detach().cpu().numpy().astype(np.int64)) for n in self.input_names}
         logits = torch.from_numpy(self.session.run(None, feed)[0]).to(device)
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(device)) if labels is not None else None
+        loss = None
+        if labels is not None:  # N x C and N labels, or N x L x C and N x L labels (-100: ignored)
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                     labels.to(device).reshape(-1))
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -141,7 +141,7 @@ def measure(recipe, steps: int) -> dict:
 def _length_model(chars, encoded, max_length: int):
     """tokens ~ a * characters + b, least squares on a tokenized sample; clipped to [1, max_length]."""
     tokens = np.array([len(f["input_ids"]) for f in encoded.features]) if hasattr(encoded, "features") else None
-    if tokens is None or len(tokens) < 2 or np.ptp(chars) == 0:
+    if tokens is None or len(tokens) != len(chars) or len(tokens) < 2 or np.ptp(chars) == 0:  # != : windows
         mean = float(tokens.mean()) if tokens is not None and len(tokens) else 1.0
         return lambda c: np.clip(np.full(len(c), round(mean)), 1, max_length).astype(np.int64)
     a, b = np.polyfit(chars, tokens, 1)

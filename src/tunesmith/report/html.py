@@ -6,7 +6,8 @@ Charts are inline PNG data URIs; the page has no scripts and loads nothing, so i
 
 Sections (each an element with this id; a section without data is left out):
     summary, recipe, data, curves, learning-rate, perplexity (language models), confusion, per-class,
-    per-label (multi_label), baselines, generations (language models), stopping, performance, environment
+    per-label (multi_label), entity-types, entity-confusion, entity-examples (token classification), baselines,
+    generations (language models), stopping, performance, environment
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from tunesmith.errors import RunError
 from tunesmith.report import plots
 from tunesmith.report.multi_label import section_per_label
 from tunesmith.report.regression import section_predictions, target_tables
+from tunesmith.report.token_classification import (section_entity_examples, section_entity_types,
+                                                   section_type_confusion)
 
 REPORT_NAME = "report.html"
 INSPECT_NAME = "inspect.json"
@@ -39,6 +42,8 @@ BASELINE_NAMES = {
     "mean": "mean of the training targets",
     "scratch": "same architecture from scratch",
     "pretrained": "pretrained model, before fine-tuning",
+    "majority_tag": "majority tag of each word",
+    "crf": "CRF over word features",
 }
 MAX_ROWS = 200
 DIAG = ' class="diag"'
@@ -510,6 +515,11 @@ SECTIONS = (
     ("confusion", "Confusion matrix", section_confusion),
     ("per-class", "Per-class precision, recall and F1", section_per_class),
     ("per-label", "Per-label precision, recall, F1 and threshold", lambda data: section_per_label(data, table, esc)),
+    # token classification (report/token_classification.py)
+    ("entity-types", "Per entity type: precision, recall and F1", lambda d: section_entity_types(d, table, esc)),
+    ("entity-confusion", "Entity-type confusion", lambda d: section_type_confusion(d, table, esc)),
+    ("entity-examples", "Validation sentences: gold and predicted entities",
+     lambda d: section_entity_examples(d, table, esc)),
     ("baselines", "Baselines", section_baselines),
     ("generations", "Generations before and after fine-tuning", section_generations),
     ("stopping", "Best step and why training stopped", section_stopping),

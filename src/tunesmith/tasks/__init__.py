@@ -11,6 +11,7 @@ from tunesmith.tasks.classification import ClassificationTask
 from tunesmith.tasks.multi_label import MultiLabelTask
 from tunesmith.tasks.regression import RegressionTask
 from tunesmith.tasks.sft import SFTTask
+from tunesmith.tasks.token_classification import TokenClassificationTask
 
 TASKS: dict[str, type[Task]] = {
     "classification": ClassificationTask,
@@ -18,6 +19,7 @@ TASKS: dict[str, type[Task]] = {
     "sft": SFTTask,
     "regression": RegressionTask,
     "multi_label": MultiLabelTask,
+    "token_classification": TokenClassificationTask,
 }
 
 
