@@ -74,6 +74,7 @@ def test_conll_columns_tabs_crlf_and_docstart_in_the_middle(tmp_path):
     assert frame["tokens"].tolist() == [["John", "saw"], ["Paris"]]
     assert frame["tags"].tolist() == [["B-PER", "O"], ["B-LOC"]]
     assert frame["line"].tolist() == [1, 4]
+    assert frame["document"].tolist() == [0, 1]  # a document starts at each -DOCSTART- line
 
 
 def test_conll_delimiter_keeps_spaces_inside_a_token(tmp_path):
@@ -85,7 +86,7 @@ def test_conll_delimiter_keeps_spaces_inside_a_token(tmp_path):
 def test_conll_without_tags_when_not_required(tmp_path):
     path = write(tmp_path, "x.txt", "John\nsaw\n\nParis\n")
     frame = read_token_file(spec(path), path, require_tags=False)
-    assert list(frame.columns) == ["tokens", "line", "repaired"]
+    assert list(frame.columns) == ["tokens", "line", "repaired", "document"]
     assert frame["tokens"].tolist() == [["John", "saw"], ["Paris"]]
 
 

@@ -7,8 +7,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from tiny_models import minilm_dir
-from tunesmith.data.token_encode import (IGNORE, TokenCollator, check_fast_tokenizer, encode_words, split_words,
-                                         window_bounds)
+from tunesmith.data.token_encode import (IGNORE, TokenCollator, check_fast_tokenizer, document_neighbours,
+                                         encode_words, split_words, window_bounds)
 from tunesmith.errors import RecipeError
 from tunesmith.evaluation.token_decode import decode_words, entity_groups, repair_iob2, stitch
 
@@ -156,3 +156,38 @@ def test_entity_groups_give_exact_substrings_and_mean_scores():
         {"entity_group": "LOC", "word": "U.S", "start": 36, "end": 39, "score": 0.9},
     ]
     assert all(text[g["start"]:g["end"]] == g["word"] for g in groups)
+
+
+def test_document_neighbours_follow_the_file_order_within_each_document():
+    documents, lines = [1, 0, 0, 1, 0], [30, 9, 1, 20, 5]  # rows shuffled, as after a random split
+    neighbours = document_neighbours(documents, lines)
+    assert neighbours[2] == ([], [4, 1])  # document 0 by line: rows 2 (line 1), 4 (line 5), 1 (line 9)
+    assert neighbours[4] == ([2], [1]) and neighbours[1] == ([4, 2], [])
+    assert neighbours[3] == ([], [0]) and neighbours[0] == ([3], [])  # document 1 never reaches document 0
+
+
+def test_document_context_surrounds_the_sentence_and_is_never_labelled_or_scored(tokenizer):
+    sentences = [["Mr.", "Smith", "spoke"], ["in", "Paris", "today"], ["and", "left"]]
+    tags = [[0, 1, 0], [0, 3, 0], [0, 0]]
+    neighbours = document_neighbours([0, 0, 0], [1, 5, 9])
+    plain = encode_words(tokenizer, sentences, tags, max_length=64, stride=4)
+    framed = encode_words(tokenizer, sentences, tags, max_length=64, stride=4, neighbours=neighbours,
+                          context_tokens=2)
+    ids = [tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"] for words in sentences]
+    middle = framed[1]
+    cls, sep = plain[1]["input_ids"][0], plain[1]["input_ids"][-1]
+    assert middle["input_ids"] == [cls, *ids[0][-2:], *ids[1], *ids[2][:2], sep]  # 2 sub-tokens each side
+    assert [l for l in middle["labels"] if l != IGNORE] == [l for l in plain[1]["labels"] if l != IGNORE] == [0, 3, 0]
+    assert sorted(i for i in middle["word_index"] if i >= 0) == [0, 1, 2]  # only the sentence's own words
+    assert framed[0]["input_ids"][1:len(ids[0]) + 1] == ids[0]  # the first sentence: context after it only
+    assert len(framed[0]["input_ids"]) == len(ids[0]) + 2 + 2
+
+
+def test_document_context_never_overflows_max_length(tokenizer):
+    sentences = [["word"] * 12, ["Paris"] * 4, ["word"] * 12]
+    tags = [[0] * 12, [3] * 4, [0] * 12]
+    framed = encode_words(tokenizer, sentences, tags, max_length=10, stride=2,
+                          neighbours=document_neighbours([0, 0, 0], [1, 20, 40]), context_tokens=64)
+    middle = [f for f in framed if f["sentence"] == 1]
+    assert len(middle) == 1 and len(middle[0]["input_ids"]) == 10  # 8 sub-tokens of room: 4 words + 2 + 2
+    assert sum(i >= 0 for i in middle[0]["word_index"]) == 4

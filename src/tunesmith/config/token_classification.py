@@ -7,6 +7,11 @@
                                  # this many sub-tokens; evaluation stitches them back, so no word goes unscored
       invalid_sequences: repair  # repair: an I- tag that cannot continue an entity starts one (a finding);
                                  # error: stop with the file and line
+      context: none              # document: each sentence is read with the sub-tokens of its neighbours in the
+                                 # same document around it (labels -100, never scored), as FLERT does; the
+                                 # sentence's own tags and scores are unchanged. A document starts at each
+                                 # -DOCSTART- line of a conll file; a jsonl/json/parquet file is one document.
+      context_tokens: 64         # document: at most this many sub-tokens of context on each side
 
 The data's own settings live in `data:`: `format: conll` (a token and its tags per line, a blank line
 between sentences, -DOCSTART- lines skipped), `columns: {tokens: 0, tags: 3}` (CoNLL column indexes, or
@@ -27,3 +32,7 @@ class TokenClassificationSpec(BaseModel):
     stride: int = Field(32, ge=0, description="sub-tokens shared by consecutive windows of a long sentence")
     invalid_sequences: Literal["repair", "error"] = Field(
         "repair", description="an I- tag that cannot continue an entity: start one there (a finding), or stop")
+    context: Literal["none", "document"] = Field(
+        "none", description="document: read each sentence with its neighbouring sentences of the same document "
+                            "as unlabelled context (predict --text has no document: its text is its own context)")
+    context_tokens: int = Field(64, ge=1, description="document context: sub-tokens at most on each side")

@@ -61,13 +61,14 @@ def token_format(path: Path, format: str | None) -> str:
 
 def read_token_file(spec, path, *, require_tags: bool = True, invalid_sequences: str = "repair") -> pd.DataFrame:
     """One file of sentences -> frame with tokens, tags (IOB2; absent when `require_tags` is false and the file has
-    none), line, repaired; `attrs`: source, line_unit, format. `spec` is the recipe's DataSpec;
+    none), line, repaired, document (conll: the -DOCSTART- section; else 0); `attrs`: source, line_unit, format. `spec` is the recipe's DataSpec;
     `invalid_sequences` the recipe's token_classification.invalid_sequences ("repair" or "error")."""
     path = Path(path)
     info = check_file(path)
     fmt = token_format(path, spec.format)
     if fmt == "conll":
-        sentences = _conll_sentences(path, decode_text(path, spec.encoding), spec, require_tags)
+        text = decode_text(path, spec.encoding)
+        sentences = _conll_sentences(path, text, spec, require_tags)
     elif fmt == "parquet":
         sentences = _parquet_sentences(path, info, spec, require_tags)
     else:
@@ -77,11 +78,18 @@ def read_token_file(spec, path, *, require_tags: bool = True, invalid_sequences:
     if not sentences:
         raise DataError(f"{path} has no sentences (only blank and -DOCSTART- lines)")
     frame = _build(path, fmt, sentences, spec.tag_scheme, invalid_sequences)
+    frame["document"] = conll_documents(text, frame["line"]) if fmt == "conll" else 0
     frame.attrs.update(source=str(path), line_unit=_UNITS[fmt], format=fmt)
     return frame
 
 
 # --- conll ---------------------------------------------------------------------------------------------------------
+
+def conll_documents(text: str, lines) -> np.ndarray:
+    """The document of each sentence (by its first line): how many -DOCSTART- lines come before it."""
+    starts = [n for n, raw in enumerate(text.split("\n"), 1) if raw.split()[:1] == [DOCSTART]]
+    return np.searchsorted(np.asarray(starts, dtype=np.int64), np.asarray(lines, dtype=np.int64))
+
 
 def conll_columns(path: Path, spec) -> tuple[int, int]:
     """(the word's column, the tag's column) of a CoNLL file; negative indexes count from the line's end."""

@@ -7,6 +7,9 @@
   windows overlapping by `stride` sub-tokens. A window ends at a word boundary and the next one starts at one
   when the words allow it (a single word longer than a window is cut inside). Every window is a training row;
   evaluation and predict stitch them back to one prediction per word (evaluation/token_decode.py).
+- **Document context** (`token_classification.context: document`, as FLERT): a sentence that fits in a window
+  is read with up to `context_tokens` sub-tokens of the sentences before and after it in its document on each
+  side (labels -100, never scored); `document_neighbours` finds them.
 - **Raw text** (`split_words`): `tunesmith predict --text` splits a text into words with character offsets by
   the regex `\\w+(?:[-'’.]\\w+)*|[^\\w\\s]` (runs of letters and digits, kept together across inner hyphens,
   apostrophes and dots as in "New-York", "O'Neil", "U.S"; every other non-space character is a word of its own).
@@ -108,11 +111,46 @@ def window_bounds(word_ids: Sequence[int], budget: int, stride: int) -> list[tup
         start = back if word_start(back) else ahead if word_start(ahead) else nxt
 
 
+def document_neighbours(documents: Sequence, lines: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """For each row: (the rows before it in its document, nearest first; the rows after it, nearest first),
+    ordered by line in the file whatever the rows' order."""
+    order = sorted(range(len(lines)), key=lambda i: (documents[i], lines[i]))
+    out: list[tuple[list[int], list[int]]] = [([], []) for _ in order]
+    start = 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or documents[order[end]] != documents[order[start]]:
+            group = order[start:end]
+            for k, row in enumerate(group):
+                out[row] = (group[:k][::-1], group[k + 1:])
+            start = end
+    return out
+
+
+def context_ids(ids_of, neighbours: tuple[list[int], list[int]], room: int, per_side: int) -> tuple[list, list]:
+    """(sub-token ids just before, just after) a sentence: up to `per_side` on each side and `room` in all,
+    from its nearest neighbours outwards (`ids_of(row)`: a row's sub-token ids)."""
+    before_rows, after_rows = neighbours
+    left_n = min(per_side, room // 2)
+    right_n = min(per_side, room - left_n)
+    left: list = []
+    for row in before_rows:
+        if len(left) >= left_n:
+            break
+        left = list(ids_of(row)) + left
+    right: list = []
+    for row in after_rows:
+        if len(right) >= right_n:
+            break
+        right += list(ids_of(row))
+    return (left[len(left) - left_n:] if len(left) > left_n else left), right[:right_n]
+
+
 def encode_words(tokenizer, sentences: Sequence[Sequence[str]], tag_ids: Sequence[Sequence[int]] | None, *,
                  max_length: int, stride: int, label_all_tokens: bool = False,
-                 inside_of: dict[int, int] | None = None) -> list[dict]:
+                 inside_of: dict[int, int] | None = None,
+                 neighbours: Sequence[tuple[list[int], list[int]]] | None = None, context_tokens: int = 0) -> list[dict]:
     """Features (see the module docstring) for every window of every sentence. `inside_of` maps a B- tag id to
-    its I- tag id (for label_all_tokens)."""
+    its I- tag id (for label_all_tokens); `neighbours` (document_neighbours) adds document context."""
     prefix, suffix, type_id = special_template(tokenizer)
     budget = check_window(max_length, stride, len(prefix) + len(suffix))
     encoded = tokenizer([list(words) for words in sentences], is_split_into_words=True, add_special_tokens=False)
@@ -121,9 +159,13 @@ def encode_words(tokenizer, sentences: Sequence[Sequence[str]], tag_ids: Sequenc
     for row, words in enumerate(sentences):
         ids, word_ids = encoded["input_ids"][row], encoded.word_ids(row)
         tags = list(tag_ids[row]) if tag_ids is not None else None
-        for start, end in window_bounds(word_ids, budget, stride):
-            feature = window_feature(ids, word_ids, start, end, prefix, suffix, tags, label_all_tokens,
-                                     inside_of or {})
+        bounds = window_bounds(word_ids, budget, stride)
+        around = ([], [])
+        if neighbours is not None and len(bounds) == 1 and budget > len(ids):
+            around = context_ids(lambda r: encoded["input_ids"][r], neighbours[row], budget - len(ids), context_tokens)
+        for start, end in bounds:
+            feature = window_feature(ids, word_ids, start, end, list(prefix) + around[0], around[1] + list(suffix),
+                                     tags, label_all_tokens, inside_of or {})
             if with_types:
                 feature["token_type_ids"] = [type_id] * len(feature["input_ids"])
             feature.update(sentence=row, n_words=len(words),

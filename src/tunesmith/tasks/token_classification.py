@@ -31,8 +31,8 @@ from tunesmith.baselines.token_baselines import token_baselines
 from tunesmith.data import token_encode
 from tunesmith.data.encode import EncodedDataset, make_loader
 from tunesmith.data.token_data import load_token_splits, read_token_file
-from tunesmith.data.token_encode import (IGNORE, TokenCollator, check_fast_tokenizer, encode_words, in_length_order,
-                                         joined_spans, split_words)
+from tunesmith.data.token_encode import (IGNORE, TokenCollator, check_fast_tokenizer, document_neighbours,
+                                         encode_words, in_length_order, joined_spans, split_words)
 from tunesmith.data.token_stats import inspect_token_splits
 from tunesmith.errors import DataError
 from tunesmith.evaluation.token_classification import BOUNDED_METRICS, METRIC_NAMES, entity_metrics, metric_mode
@@ -153,9 +153,15 @@ class TokenClassificationTask(Task):
             texts, spans = list(frame["text"].astype(str)), [[(s, e) for _, s, e in row] for row in found]
         inside = {i: self.tag_names.index("I-" + name[2:]) for i, name in enumerate(self.tag_names)
                   if name.startswith("B-") and "I-" + name[2:] in self.tag_names}
+        neighbours = None
+        if self.spec.context == "document" and "tokens" in frame.columns:  # raw text has no document
+            documents = frame["document"].tolist() if "document" in frame.columns else [0] * len(frame)
+            lines = frame["line"].tolist() if "line" in frame.columns else list(range(len(frame)))
+            neighbours = document_neighbours(documents, lines)
         features = encode_words(tokenizer, words, self.tag_ids(frame) if with_labels else None,
                                 max_length=self.max_length, stride=self.spec.stride,
-                                label_all_tokens=self.spec.label_all_tokens, inside_of=inside)
+                                label_all_tokens=self.spec.label_all_tokens, inside_of=inside,
+                                neighbours=neighbours, context_tokens=self.spec.context_tokens)
         return EncodedDataset(features) if with_labels else WordDataset(features, list(texts), list(spans))
 
     def encode_settings(self, tokenizer) -> dict | None:
@@ -163,7 +169,8 @@ class TokenClassificationTask(Task):
             return None
         encoder = hashlib.sha256(source_inspect.getsource(token_encode).encode()).hexdigest()
         return {"max_length": self.max_length, "stride": self.spec.stride, "tags": self.tag_names,
-                "label_all_tokens": self.spec.label_all_tokens, "encoder": encoder}
+                "label_all_tokens": self.spec.label_all_tokens, "encoder": encoder, "context": self.spec.context,
+                "context_tokens": self.spec.context_tokens}
 
     def make_loader(self, dataset, tokenizer, *, batch_size: int, order: str, seed: int = 0):
         """Labels padded with -100 (TokenCollator); an evaluation loader holds its rows longest first in the
