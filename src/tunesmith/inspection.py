@@ -27,18 +27,18 @@ import json
 import math
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tunesmith.artifacts import write_text_atomic
+from tunesmith.data.findings import SEVERITIES, Finding, FindingsReport
 from tunesmith.data.prepare import assemble_splits, read_with_spec
 from tunesmith.errors import DataError, ModelError
 from tunesmith.evaluation.classification import majority_baseline
 
-SEVERITIES = ("error", "warning", "info")
 RARE_CLASS = 10           # training examples below which a class is "rare"
 IMBALANCE_INFO, IMBALANCE_WARNING = 3.0, 10.0
 TRUNCATION_WARNING = 0.05
@@ -46,16 +46,7 @@ _SPACE = re.compile(r"\s+")
 
 
 @dataclass
-class Finding:
-    code: str
-    severity: str
-    message: str
-    count: int = 0
-    examples: list = field(default_factory=list)
-
-
-@dataclass
-class Report:
+class Report(FindingsReport):
     sources: dict
     rows: dict
     classes: dict                      # split -> {label: count}
@@ -64,17 +55,6 @@ class Report:
     token_lengths: dict | None
     findings: list[Finding]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["summary"] = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
-        return out
-
-    def of(self, severity: str) -> list[Finding]:
-        return [f for f in self.findings if f.severity == severity]
-
-    def by_code(self, code: str) -> Finding | None:
-        return next((f for f in self.findings if f.code == code), None)
 
 
 # --- normalisation ----------------------------------------------------------------------------

@@ -21,31 +21,20 @@ Findings (each with a severity, a count and a few examples naming the file and l
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from tunesmith.data.findings import Finding, FindingsReport
 from tunesmith.data.tag_schemes import OUTSIDE, entity_spans
 
-SEVERITIES = ("error", "warning", "info")
 EXAMPLES = 5  # examples listed per finding
 WARN_SHARE = 0.01  # repaired sentences or leaked sentences from this share of a split: a warning
 
 
 @dataclass
-class TokenFinding:
-    """One finding, with the fields of inspection.Finding: `examples` are {split, where, text} dicts."""
-
-    code: str
-    severity: str
-    message: str
-    count: int = 0
-    examples: list = field(default_factory=list)
-
-
-@dataclass
-class TokenInspection:
+class TokenInspection(FindingsReport):
     """`tunesmith inspect` of a token_classification recipe (see the module doc)."""
 
     sources: dict
@@ -55,19 +44,8 @@ class TokenInspection:
     entities: dict  # split -> {entity type: count}
     lengths: dict  # split -> {"words": stats, "subtokens": stats with over_max_length, or None}
     max_length: int | None
-    findings: list[TokenFinding]
+    findings: list[Finding]
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["summary"] = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
-        return out
-
-    def of(self, severity: str) -> list[TokenFinding]:
-        return [f for f in self.findings if f.severity == severity]
-
-    def by_code(self, code: str) -> TokenFinding | None:
-        return next((f for f in self.findings if f.code == code), None)
 
 
 def inspect_token_splits(splits, tokenizer=None, max_length: int | None = None) -> TokenInspection:
@@ -113,7 +91,7 @@ def _example(split: str, frame: pd.DataFrame, position: int) -> dict:
     return {"split": split, "where": where(frame, position), "text": _sentence(frame, position)}
 
 
-def _repaired(frames: dict[str, pd.DataFrame]) -> list[TokenFinding]:
+def _repaired(frames: dict[str, pd.DataFrame]) -> list[Finding]:
     total, sentences, parts, shown, worst = 0, 0, [], [], 0.0
     for split, frame in frames.items():
         rows = np.flatnonzero(frame["repaired"].to_numpy() > 0)
@@ -129,11 +107,11 @@ def _repaired(frames: dict[str, pd.DataFrame]) -> list[TokenFinding]:
     message = (f"{total} tags in {sentences} sentences broke the tag scheme (an I- tag that continues no entity) and "
                f"were repaired to start an entity ({'; '.join(parts)}); if the files are IOB1 (CoNLL-2003: entities "
                f"start with I-), set data.tag_scheme: iob1")
-    return [TokenFinding("repaired_sequences", "warning" if worst >= WARN_SHARE else "info", message, total,
+    return [Finding("repaired_sequences", "warning" if worst >= WARN_SHARE else "info", message, total,
                          shown[:EXAMPLES])]
 
 
-def _type_gaps(entities: dict[str, dict], sources: dict) -> list[TokenFinding]:
+def _type_gaps(entities: dict[str, dict], sources: dict) -> list[Finding]:
     found = []
     train = set(entities.get("train", {}))
     for split, counts in entities.items():
@@ -141,23 +119,23 @@ def _type_gaps(entities: dict[str, dict], sources: dict) -> list[TokenFinding]:
             continue
         missing, unseen = sorted(train - set(counts)), sorted(set(counts) - train)
         if missing:
-            found.append(TokenFinding(
+            found.append(Finding(
                 "missing_type", "warning", f"{split} ({sources.get(split, split)}) has no entity of type "
                 f"{', '.join(missing)}: its scores there are undefined (0)", len(missing)))
         if unseen:
-            found.append(TokenFinding(
+            found.append(Finding(
                 "unseen_type", "warning", f"{split} ({sources.get(split, split)}) has entities of type "
                 f"{', '.join(unseen)} ({sum(counts[t] for t in unseen)} in all) that the training data never shows: "
                 f"the model cannot learn them", sum(counts[t] for t in unseen)))
     return found
 
 
-def _repeats(frames: dict[str, pd.DataFrame]) -> list[TokenFinding]:
+def _repeats(frames: dict[str, pd.DataFrame]) -> list[Finding]:
     keys = {split: frame["tokens"].map(tuple) for split, frame in frames.items()}
     found = []
     repeated = np.flatnonzero(keys["train"].duplicated().to_numpy())
     if len(repeated):
-        found.append(TokenFinding(
+        found.append(Finding(
             "duplicates", "info", f"{len(repeated)} training sentences repeat an earlier training sentence word for "
             f"word (data.drop_duplicates: true removes them before a validation split)", len(repeated),
             [_example("train", frames["train"], int(i)) for i in repeated[:EXAMPLES]]))
@@ -168,7 +146,7 @@ def _repeats(frames: dict[str, pd.DataFrame]) -> list[TokenFinding]:
         if not len(leaked):
             continue
         share = len(leaked) / len(frames[split])
-        found.append(TokenFinding(
+        found.append(Finding(
             "leakage", "warning" if share >= WARN_SHARE else "info",
             f"{len(leaked)} of {len(frames[split])} {split} sentences ({share:.1%}) are word for word in "
             f"{' or '.join(order[:index])}: their scores measure memory, not generalisation", len(leaked),
@@ -192,7 +170,7 @@ def subtoken_lengths(tokenizer, frame: pd.DataFrame, chunk: int = 1024) -> np.nd
     return np.asarray(out, dtype=np.int64)
 
 
-def _lengths(frames: dict[str, pd.DataFrame], tokenizer, max_length: int | None) -> tuple[dict, TokenFinding | None]:
+def _lengths(frames: dict[str, pd.DataFrame], tokenizer, max_length: int | None) -> tuple[dict, Finding | None]:
     lengths, parts, shown, total = {}, [], [], 0
     for split, frame in frames.items():
         entry = {"words": _stats(frame["tokens"].map(len).to_numpy()), "subtokens": None}
@@ -209,7 +187,7 @@ def _lengths(frames: dict[str, pd.DataFrame], tokenizer, max_length: int | None)
         lengths[split] = entry
     if not total:
         return lengths, None
-    return lengths, TokenFinding(
+    return lengths, Finding(
         "long_sentences", "info", f"{total} sentences are longer than train.max_length={max_length} sub-tokens "
         f"({'; '.join(parts)}): they are cut into overlapping windows (token_classification.stride), every word "
         f"still scored", total, shown[:EXAMPLES])

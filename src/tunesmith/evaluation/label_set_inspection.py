@@ -15,18 +15,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import combinations
 
 from tunesmith.data.label_sets import ROLE
-from tunesmith.inspection import SEVERITIES, Finding, inspect_frames
+from tunesmith.data.findings import SEVERITIES, Finding, FindingsReport
+from tunesmith.inspection import inspect_frames
 
 RARE_LABEL = 5
 TOP_PAIRS = 10
 
 
 @dataclass
-class LabelSetInspection:
+class LabelSetInspection(FindingsReport):
     sources: dict
     rows: dict
     classes: dict  # split -> {label: rows with it}
@@ -39,13 +40,6 @@ class LabelSetInspection:
     imbalance_ratio: float | None = None  # what print_inspection draws for classification; none here
     majority_baseline: dict | None = None
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["summary"] = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
-        return out
-
-    def of(self, severity: str) -> list[Finding]:
-        return [f for f in self.findings if f.severity == severity]
 
 
 def _label_findings(classes: dict, names: list[str], empty: dict, rows: dict) -> list[Finding]:

@@ -1,0 +1,37 @@
+"""What every data inspection returns (classification's inspection.Report, multi_label's LabelSetInspection,
+token_classification's TokenInspection): findings with a severity, and the three ways cli/tables and
+RUN/inspect.json read them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass
+class Finding:
+    """One finding: a code (`inspect.fail_on` names it), its severity, one line, how many rows, examples."""
+
+    code: str
+    severity: str
+    message: str
+    count: int = 0
+    examples: list = field(default_factory=list)
+
+
+class FindingsReport:
+    """Mixed into an inspection dataclass with a `findings` list."""
+
+    findings: list[Finding]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["summary"] = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
+        return out
+
+    def of(self, severity: str) -> list[Finding]:
+        return [f for f in self.findings if f.severity == severity]
+
+    def by_code(self, code: str) -> Finding | None:
+        return next((f for f in self.findings if f.code == code), None)
