@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.artifacts import write_text_atomic
-from tunesmith.data.findings import SEVERITIES, Finding, FindingsReport
+from tunesmith.data.findings import Finding, FindingsReport, promote_failures
 from tunesmith.data.prepare import assemble_splits, read_with_spec
 from tunesmith.errors import DataError, ModelError
 from tunesmith.evaluation.classification import majority_baseline
@@ -156,11 +156,7 @@ def inspect_frames(frames: dict[str, pd.DataFrame], *, labels=None, tokenizer=No
         token_lengths, truncation = _token_lengths(frames, tokenizer, max_length, examples)
         findings += truncation
 
-    fail_on = set(fail_on)
-    for finding in findings:
-        if finding.code in fail_on and finding.count > 0:
-            finding.severity = "error"
-    findings.sort(key=lambda f: SEVERITIES.index(f.severity))
+    promote_failures(findings, fail_on)
     return Report(dict(sources or {}), {s: len(f) for s, f in frames.items()}, classes, ratio, baseline,
                   token_lengths, findings, list(notes))
 

@@ -217,3 +217,40 @@ def test_label_all_tokens_trains_every_sub_token(tiny_bert_dir, tmp_path):
     labelled = sum(label != IGNORE for f in features for label in f["labels"])
     assert labelled == sum(len(f["input_ids"]) - 2 for f in features)  # every sub-token but [CLS] and [SEP]
     assert finetune(recipe, echo=quiet)["steps"] == 2
+
+
+def test_inspect_fail_on_stops_a_token_run_before_training(tiny_bert_dir, tmp_path):
+    from tunesmith.errors import DataError
+
+    raw = ner_recipe(tiny_bert_dir, tmp_path, inspect={"fail_on": ["leakage"]})
+    raw["data"]["validation"] = {"path": raw["data"]["train"]}  # every held-out sentence is a training one
+    with pytest.raises(DataError, match=r"^inspect found 1 problem\(s\) listed in inspect.fail_on: leakage: "):
+        finetune(validate_recipe(raw), echo=quiet)
+    assert not (tmp_path / "run" / "model").exists(), "stopped before any training"
+
+
+def test_stratify_written_in_a_token_recipe_is_refused(tiny_bert_dir, tmp_path):
+    from tunesmith.errors import RecipeError
+
+    raw = ner_recipe(tiny_bert_dir, tmp_path)
+    raw["data"]["validation"] = {"split": 0.25, "stratify": True}
+    with pytest.raises(RecipeError, match="^data.validation.stratify: tagged sentences are not classes to stratify"):
+        finetune(validate_recipe(raw), echo=quiet)
+
+
+def test_document_context_trains_and_scores_every_word_once(tiny_bert_dir, tmp_path):
+    raw = ner_recipe(tiny_bert_dir, tmp_path, token_classification={"stride": 4, "context": "document",
+                                                                    "context_tokens": 4})
+    raw["train"].update(max_length=32, epochs=2)
+    result = finetune(validate_recipe(raw), echo=quiet)
+    run = TrainedRun(tmp_path / "run")
+    frame = run.read(raw["data"]["validation"]["path"], require_label=True)
+    again = run.evaluate_file(raw["data"]["validation"]["path"])  # the run's own encoding, context included
+    assert again["f1"] == pytest.approx(result["validation"]["f1"], abs=1e-4)
+    features = run.task.encode(frame, run.tokenizer).features
+    run.task.spec = run.task.spec.model_copy(update={"context": "none"})
+    plain = run.task.encode(frame, run.tokenizer).features
+    assert sum(len(f["input_ids"]) for f in features) > sum(len(f["input_ids"]) for f in plain) + 4 * len(frame), \
+        "neighbouring sentences are read around each sentence"
+    assert [f["labels"] for f in plain if len(f["labels"]) == len(f["input_ids"])]  # plain features still labelled
+    assert sum(sum(i >= 0 for i in f["word_index"]) for f in features) >= sum(len(t) for t in frame["tokens"])

@@ -40,6 +40,7 @@ FINDING_CODES = (
     "class_imbalance", "rare_class", "duplicates", "normalised_duplicates", "conflicting_labels", "leakage",
     "empty_text", "truncation", "missing_class", "mixed_label_types",
     "untrained_label", "empty_label_sets",  # multi_label (evaluation/label_set_inspection.py)
+    "repaired_sequences", "missing_type", "unseen_type", "long_sentences",  # token_classification (data/token_stats.py)
 )
 
 

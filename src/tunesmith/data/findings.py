@@ -35,3 +35,13 @@ class FindingsReport:
 
     def by_code(self, code: str) -> Finding | None:
         return next((f for f in self.findings if f.code == code), None)
+
+
+def promote_failures(findings: list[Finding], fail_on) -> list[Finding]:
+    """`inspect.fail_on`: the findings with those codes (and rows behind them) become errors; errors first."""
+    codes = set(fail_on)
+    for finding in findings:
+        if finding.code in codes and finding.count > 0:
+            finding.severity = "error"
+    findings.sort(key=lambda f: SEVERITIES.index(f.severity))
+    return findings

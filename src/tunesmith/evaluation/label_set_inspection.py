@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from tunesmith.data.label_sets import ROLE
-from tunesmith.data.findings import SEVERITIES, Finding, FindingsReport
+from tunesmith.data.findings import Finding, FindingsReport, promote_failures
 from tunesmith.inspection import inspect_frames
 
 RARE_LABEL = 5
@@ -89,10 +89,6 @@ def inspect_label_sets(splits, *, tokenizer=None, max_length: int | None = None,
         empty[split] = int(sizes.get(0, 0))
     pairs = Counter(pair for labels in splits.train[ROLE] for pair in combinations(sorted(labels), 2))
     cooccurrence = [{"labels": list(pair), "rows": int(n)} for pair, n in pairs.most_common(TOP_PAIRS)]
-    findings = _label_findings(classes, names, empty, base.rows) + list(base.findings)
-    for finding in findings:
-        if finding.code in set(fail_on) and finding.count > 0:
-            finding.severity = "error"
-    findings.sort(key=lambda f: SEVERITIES.index(f.severity))
+    findings = promote_failures(_label_findings(classes, names, empty, base.rows) + list(base.findings), fail_on)
     return LabelSetInspection(dict(splits.sources), base.rows, classes, cardinality, empty, cooccurrence,
                               base.token_lengths, findings, list(base.notes))

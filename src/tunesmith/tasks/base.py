@@ -48,6 +48,8 @@ class Task(ABC):
     summary_columns: ClassVar[tuple[str, ...]] = ("loss",)  # the metrics the terminal and report tables show
     inference: ClassVar[str] = "predict"  # how a finished run is used: "predict" (labels, values) or "generate"
     exportable: ClassVar[bool] = False  # tunesmith export (merged / onnx / int8, re-evaluated) supports it
+    random_held_out: ClassVar[str | None] = None  # what the rows hold, when a held-out fraction is drawn at random
+    # (no classes to stratify by): `stratify: true` written in the recipe is refused (check_random_held_out)
 
     def __init__(self, recipe):
         self.recipe = recipe
@@ -69,7 +71,17 @@ class Task(ABC):
 
     def derived_settings(self) -> dict:
         """Recipe keys the task resolved itself, as {"section.key": value}; saved in RUN/recipe.yaml."""
-        return {"train.early_stopping.metric": self.stop_metric, "train.max_length": self.max_length}
+        derived = {"train.early_stopping.metric": self.stop_metric, "train.max_length": self.max_length}
+        if self.random_held_out:  # RUN/recipe.yaml says how the split was drawn, so export can rebuild it
+            derived["data.validation.stratify"] = False
+        return derived
+
+    def check_random_held_out(self) -> None:
+        """A task without classes draws its held-out fraction at random: `stratify: true` written is refused."""
+        held_out = self.recipe.data.validation
+        if held_out.split is not None and held_out.stratify and "stratify" in held_out.model_fields_set:
+            raise RecipeError(f"data.validation.stratify: {self.random_held_out} are not classes to stratify by; the "
+                              f"held-out rows are drawn at random (remove stratify, or set it to false)")
 
     def fit_max_length(self, config, *, announce: bool = False) -> int:
         """Examples are cut to train.max_length tokens, or to the model's positions when it has fewer (as

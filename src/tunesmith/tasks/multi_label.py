@@ -49,6 +49,7 @@ class MultiLabelTask(SequenceTask):
     default_metric = "micro_f1"
     bounded_metrics = BOUNDED_METRICS
     summary_columns = ("loss", "micro_f1", "macro_f1", "subset_accuracy")
+    random_held_out = "label sets"
     exportable = True
 
     def __init__(self, recipe):
@@ -72,16 +73,9 @@ class MultiLabelTask(SequenceTask):
                               f"{', '.join(THRESHOLD_METRICS)}")
         return asked
 
-    def derived_settings(self) -> dict:
-        """The held-out split is drawn at random: RUN/recipe.yaml says stratify: false (so export can rebuild it)."""
-        return {**super().derived_settings(), "data.validation.stratify": False}
-
     # ---- data -------------------------------------------------------------------------------
     def load_data(self) -> LabelSetSplits:
-        held_out = self.recipe.data.validation
-        if held_out.split is not None and held_out.stratify and "stratify" in held_out.model_fields_set:
-            raise RecipeError("data.validation.stratify: label sets are not classes to stratify by; the held-out "
-                              "rows are drawn at random (remove stratify, or set it to false)")
+        self.check_random_held_out()
         self.splits = load_label_set_splits(self.recipe.data, seed=self.recipe.train.seed)
         self.names = list(self.splits.names)
         y_train = multi_hot(self.splits.train, self.names, self.recipe.data.train)

@@ -40,6 +40,7 @@ class RegressionTask(SequenceTask):
     metric_names = METRIC_NAMES
     default_metric = "pearson"
     summary_columns = ("loss", "pearson", "spearman", "rmse", "mae", "r2")
+    random_held_out = "regression targets"
 
     def __init__(self, recipe):
         super().__init__(recipe)
@@ -56,10 +57,7 @@ class RegressionTask(SequenceTask):
         if self.spec.symmetric_pairs and "text_pair" not in self.recipe.data.columns:
             raise RecipeError("regression.symmetric_pairs: swaps the two texts of a pair, but data.columns has no "
                               "text_pair")
-        held_out = self.recipe.data.validation
-        if held_out.split is not None and held_out.stratify and "stratify" in held_out.model_fields_set:
-            raise RecipeError("data.validation.stratify: regression targets are not classes to stratify by; the "
-                              "held-out rows are drawn at random (remove stratify, or set it to false)")
+        self.check_random_held_out()
         self.splits = load_target_splits(self.recipe.data, seed=self.recipe.train.seed)
         self.names = self.splits.names
         y = self.splits.y["train"]

@@ -30,6 +30,7 @@ from tunesmith.artifacts import write_text_atomic
 from tunesmith.baselines.token_baselines import token_baselines
 from tunesmith.data import token_encode
 from tunesmith.data.encode import EncodedDataset, make_loader
+from tunesmith.data.findings import promote_failures
 from tunesmith.data.token_data import load_token_splits, read_token_file
 from tunesmith.data.token_encode import (IGNORE, TokenCollator, check_fast_tokenizer, document_neighbours,
                                          encode_words, in_length_order, joined_spans, split_words)
@@ -37,7 +38,7 @@ from tunesmith.data.token_stats import inspect_token_splits
 from tunesmith.errors import DataError
 from tunesmith.evaluation.token_classification import BOUNDED_METRICS, METRIC_NAMES, entity_metrics, metric_mode
 from tunesmith.evaluation.token_decode import decode_words, entity_groups, stitch
-from tunesmith.inspection import tokenizer_for
+from tunesmith.inspection import check_failures, tokenizer_for
 from tunesmith.models import load_for_classification, load_trained_classifier
 from tunesmith.tasks.base import Task
 
@@ -58,6 +59,7 @@ class TokenClassificationTask(Task):
     default_metric = "f1"
     bounded_metrics = BOUNDED_METRICS
     summary_columns = ("loss", "f1", "precision", "recall", "token_accuracy")
+    random_held_out = "tagged sentences"
     exportable = True
 
     def __init__(self, recipe):
@@ -71,6 +73,7 @@ class TokenClassificationTask(Task):
 
     # ---- data -------------------------------------------------------------------------------
     def load_data(self):
+        self.check_random_held_out()
         self.splits = load_token_splits(self.recipe.data, seed=self.recipe.train.seed, token_spec=self.spec)
         self.tag_names = list(self.splits.tag_names)
         return self.splits
@@ -89,17 +92,21 @@ class TokenClassificationTask(Task):
         if not self.recipe.inspect.enabled:
             return
         self.inspection = inspect_token_splits(splits, tokenizer, self.max_length)
+        promote_failures(self.inspection.findings, self.recipe.inspect.fail_on)
         for severity in ("error", "warning"):
             for finding in self.inspection.of(severity):
                 echo(f"{severity}: [{finding.code}] {finding.message}")
         counts = self.inspection.to_dict()["summary"]
         echo(f"inspect: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes "
              f"(all in RUN/inspect.json; `tunesmith inspect RECIPE` shows them)")
+        check_failures(self.inspection)
 
     def inspect_recipe(self, *, tokens: bool = True):
         splits = self.load_data()
         tokenizer = tokenizer_for(self.recipe.model, self.recipe.trust_remote_code)[0] if tokens else None
-        return inspect_token_splits(splits, tokenizer, self.recipe.train.max_length if tokens else None)
+        report = inspect_token_splits(splits, tokenizer, self.recipe.train.max_length if tokens else None)
+        promote_failures(report.findings, self.recipe.inspect.fail_on)
+        return report
 
     def inspect_summary(self) -> dict | None:
         if self.inspection is None:
