@@ -156,3 +156,15 @@ def test_export_refuses_bad_requests(full_run, tmp_path, capsys):
     assert "exists and is not an export directory" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing"), "--format", "int8"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_prediction_agreement_compares_what_the_task_decides():
+    """A multi-label export whose top label agrees but whose label set differs does not agree."""
+    from tunesmith.export.report import compare
+
+    reference = {"metrics": {"micro_f1": 1.0}, "logits": np.array([[3.0, 1.0], [2.0, -2.0]])}
+    exported = {"metrics": {"micro_f1": 0.5}, "logits": np.array([[3.0, -1.0], [2.0, -3.0]])}
+    label_sets = lambda logits: (logits > 0).astype(int)  # noqa: E731 - sigmoid at 0.5
+    assert compare(reference, exported, metric="micro_f1", mode="max", max_drop=None)["prediction_agreement"] == 1.0
+    verdict = compare(reference, exported, metric="micro_f1", mode="max", max_drop=None, decisions=label_sets)
+    assert verdict["prediction_agreement"] == 0.5 and verdict["drop"] == 0.5

@@ -79,8 +79,10 @@ def measure(model, task, dataset: EncodedDataset, tokenizer, *, eval_batch: int 
     }
 
 
-def compare(reference: dict, exported: dict, *, metric: str, mode: str, max_drop: float | None) -> dict:
-    """Deltas (export - reference) of every metric, the drop of the gated metric, and the verdict."""
+def compare(reference: dict, exported: dict, *, metric: str, mode: str, max_drop: float | None,
+            decisions=lambda logits: logits.argmax(-1)) -> dict:
+    """Deltas (export - reference) of every metric, the drop of the gated metric, and the verdict; the
+    prediction agreement is the share of rows whose `decisions` (the task's: class, label set) are equal."""
     ref, exp = reference["metrics"], exported["metrics"]
     delta = {k: round(exp[k] - ref[k], 6) for k in ref if k in exp}
     drop = (ref[metric] - exp[metric]) if mode == "max" else (exp[metric] - ref[metric])
@@ -90,9 +92,15 @@ def compare(reference: dict, exported: dict, *, metric: str, mode: str, max_drop
         "drop": round(drop, 6),
         "max_drop": max_drop,
         "passed": max_drop is None or drop <= max_drop + 1e-12,
-        "prediction_agreement": round(float((a.argmax(-1) == b.argmax(-1)).mean()), 6),
+        "prediction_agreement": round(float(rows_equal(decisions(a), decisions(b)).mean()), 6),
         "max_abs_logit_diff": float(np.abs(a - b).max()),
     }
+
+
+def rows_equal(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row: every decision equal (a label set row counts once, not once per label)."""
+    same = np.asarray(a) == np.asarray(b)
+    return same.reshape(len(same), -1).all(axis=1)
 
 
 def public(measured: dict) -> dict:

@@ -76,7 +76,8 @@ def export_run(run_path, fmt: str, *, output=None, max_drop: float | None = None
         exported_model, exported_tokenizer = load_export(staging, recipe.trust_remote_code)
         exported = rep.measure(exported_model, task, dataset, exported_tokenizer, **limits)
         metric = task.stop_metric
-        verdict = rep.compare(reference, exported, metric=metric, mode=task.metric_mode(metric), max_drop=max_drop)
+        verdict = rep.compare(reference, exported, metric=metric, mode=task.metric_mode(metric), max_drop=max_drop,
+                              decisions=task.decisions)
         report = {
             "format": fmt, "run": str(run_path), "output": str(out), "split": "validation",
             "examples": len(dataset), "metric": metric, "device": "cpu", "threads": _threads(),

@@ -32,6 +32,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from tunesmith.data.encode import make_loader
@@ -206,6 +207,10 @@ class Task(ABC):
         """Files of the task's own in the run directory (inspect.json, predictions for the report)."""
 
     # ---- using a finished run ---------------------------------------------------------------
+    def decisions(self, logits: np.ndarray) -> np.ndarray:
+        """What rows of raw model outputs decide (export's prediction agreement): the argmax class by default."""
+        return np.asarray(logits).argmax(-1)
+
     def predictions(self, model, loader) -> dict:
         """Columns to add to the input rows: {"prediction": [...], ...} (inference == "predict")."""
         raise NotImplementedError(f"{self.name} runs are used with tunesmith generate")

@@ -122,6 +122,10 @@ class ClassificationTask(SequenceTask):
         if self.positive is None and len(self.labels) == 2:
             self.positive = 1
 
+    def decisions(self, logits: np.ndarray) -> np.ndarray:
+        """The classes predict gives: argmax, or the tuned binary threshold."""
+        return self.predict_ids(torch.softmax(torch.as_tensor(logits, dtype=torch.float32), dim=-1).numpy())
+
     def predict_ids(self, probs: np.ndarray) -> np.ndarray:
         """Class ids from N x C probabilities: argmax, or the tuned threshold of a binary task."""
         return predict_ids(probs, self.threshold, self.positive)

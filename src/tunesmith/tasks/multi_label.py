@@ -239,6 +239,10 @@ class MultiLabelTask(SequenceTask):
         if self.inspection is not None:
             write_text_atomic(run.path / "inspect.json", report_json(self.inspection) + "\n")
 
+    def decisions(self, logits: np.ndarray) -> np.ndarray:
+        """The label sets predict gives: each label's sigmoid probability at its threshold (N x L 0/1)."""
+        return decide(torch.sigmoid(torch.as_tensor(logits, dtype=torch.float32)).numpy(), self.thresholds)
+
     # ---- using a finished run ---------------------------------------------------------------
     @torch.no_grad()
     def predictions(self, model, loader) -> dict:
