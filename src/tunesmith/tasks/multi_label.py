@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tunesmith.artifacts import write_text_atomic
 from tunesmith.baselines.multi_label import majority_scores, tfidf_scores
@@ -37,7 +36,7 @@ from tunesmith.evaluation.multi_label_thresholds import (read_thresholds, thresh
                                                          write_thresholds)
 from tunesmith.inspection import check_failures, report_json, tokenizer_for
 from tunesmith.models import load_for_classification
-from tunesmith.tasks.sequence import SequenceTask
+from tunesmith.tasks.sequence import SequenceTask, outputs_of
 
 PROBLEM_TYPE = "multi_label_classification"
 POS_WEIGHT_KEY = "tunesmith_pos_weight"
@@ -154,29 +153,15 @@ class MultiLabelTask(SequenceTask):
         return multi_label_loss(self.spec.loss, logits, labels, pos_weight=weight, gamma=self.spec.gamma)
 
     def compute_loss(self, model, batch) -> torch.Tensor:
-        return self.loss_of(logits_of(model, batch), batch["labels"])
+        return self.loss_of(outputs_of(model, batch), batch["labels"])
 
     def metric_mode(self, name: str) -> str:
         return metric_mode(name)
 
-    @torch.no_grad()
     def predict_probs(self, model, loader, accelerator, *, desc: str = "eval") -> tuple[np.ndarray, np.ndarray, float]:
         """(N x L sigmoid probabilities, N x L gold 0/1, mean loss) over a labelled loader."""
-        was_training = model.training
-        model.eval()
-        probs, golds, total, count = [], [], 0.0, 0
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-            logits = logits_of(model, batch)
-            total += float(self.loss_of(logits, batch["labels"])) * len(batch["labels"])
-            count += len(batch["labels"])
-            logits, labels = accelerator.gather_for_metrics((logits, batch["labels"].float()))
-            probs.append(torch.sigmoid(logits).cpu().numpy().reshape(len(logits), -1))
-            golds.append(labels.cpu().numpy().reshape(len(labels), -1))
-        if was_training:
-            model.train()
-        width = len(self.names)
-        return (np.concatenate(probs) if probs else np.zeros((0, width)),
-                np.concatenate(golds) if golds else np.zeros((0, width)), total / max(count, 1))
+        logits, gold, loss = self.gathered_outputs(model, loader, accelerator, desc=desc)
+        return torch.sigmoid(torch.from_numpy(logits)).numpy(), gold, loss
 
     def evaluate(self, model, loader, accelerator, *, desc: str = "eval") -> dict:
         probs, gold, loss = self.predict_probs(model, loader, accelerator, desc=desc)
@@ -247,16 +232,10 @@ class MultiLabelTask(SequenceTask):
     @torch.no_grad()
     def predictions(self, model, loader) -> dict:
         """`prediction` (the labels joined by data.label_separator, "" for none) and `prob_<label>` per label."""
-        probs = [torch.sigmoid(logits_of(model, batch)) for batch in loader]
+        probs = [torch.sigmoid(outputs_of(model, batch)) for batch in loader]
         probs = torch.cat(probs).numpy() if probs else np.zeros((0, len(self.names)))
         columns = {"prediction": join_labels(decide(probs, self.thresholds), self.names,
                                              self.recipe.data.label_separator)}
         for k, name in enumerate(self.names):
             columns[f"prob_{name}"] = probs[:, k]
         return columns
-
-
-def logits_of(model, batch) -> torch.Tensor:
-    """The model's N x L logits (labels left out: the loss is ours), in fp32."""
-    return model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
-

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from tunesmith.artifacts import write_text_atomic
 from tunesmith.baselines.regression import regression_baselines, texts_for_regression
@@ -32,7 +31,7 @@ from tunesmith.errors import RecipeError
 from tunesmith.evaluation.regression import METRIC_NAMES, metric_mode, regression_metrics
 from tunesmith.evaluation.regression_losses import regression_loss
 from tunesmith.models import load_for_classification
-from tunesmith.tasks.sequence import SequenceTask
+from tunesmith.tasks.sequence import SequenceTask, outputs_of
 
 
 class RegressionTask(SequenceTask):
@@ -140,26 +139,10 @@ class RegressionTask(SequenceTask):
     def metric_mode(self, name: str) -> str:
         return metric_mode(name)
 
-    @torch.no_grad()
     def predict_values(self, model, loader, accelerator, *, desc: str = "eval") -> tuple[np.ndarray, np.ndarray, float]:
         """(N x K predictions, N x K gold values, both in the user's units; mean training loss)."""
-        was_training = model.training
-        model.eval()
-        preds, golds, losses, count = [], [], 0.0, 0
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-            logits = outputs_of(model, batch)
-            loss = self.loss_of(logits, batch["labels"])
-            logits, labels = accelerator.gather_for_metrics((logits, batch["labels"].float()))
-            preds.append(logits.cpu().numpy().reshape(len(logits), -1))
-            golds.append(labels.cpu().numpy().reshape(len(labels), -1))
-            losses += float(loss) * len(batch["labels"])
-            count += len(batch["labels"])
-        if was_training:
-            model.train()
-        width = len(self.names)
-        pred = np.concatenate(preds) if preds else np.zeros((0, width))
-        gold = np.concatenate(golds) if golds else np.zeros((0, width))
-        return (self.scaler.inverse_transform(pred), self.scaler.inverse_transform(gold), losses / max(count, 1))
+        pred, gold, loss = self.gathered_outputs(model, loader, accelerator, desc=desc)
+        return self.scaler.inverse_transform(pred), self.scaler.inverse_transform(gold), loss
 
     def evaluate(self, model, loader, accelerator, *, desc: str = "eval") -> dict:
         """Pearson, Spearman, MSE, RMSE, MAE, R² in the user's units; loss is the training loss (standardised)."""
@@ -213,8 +196,3 @@ class RegressionTask(SequenceTask):
         if len(self.names) == 1:
             return {"prediction": values[:, 0]}
         return {f"prediction_{name}": values[:, k] for k, name in enumerate(self.names)}
-
-
-def outputs_of(model, batch) -> torch.Tensor:
-    """The model's N x K outputs for a batch (labels left out: the loss is ours), in fp32."""
-    return model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()  # bf16 under autocast
