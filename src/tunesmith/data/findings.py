@@ -36,6 +36,20 @@ class FindingsReport:
     def by_code(self, code: str) -> Finding | None:
         return next((f for f in self.findings if f.code == code), None)
 
+    def summary(self) -> dict:
+        """eval.json "inspect": the counts per severity and "severity: code" of each finding."""
+        return {**self.to_dict()["summary"], "findings": [f"{f.severity}: {f.code}" for f in self.findings]}
+
+    def echo_findings(self, echo, *, counts: bool = True) -> None:
+        """What `train` prints: each error and warning on a line (errors first), then the counts."""
+        for finding in self.findings:
+            if finding.severity in ("error", "warning"):
+                echo(f"{finding.severity}: [{finding.code}] {finding.message}")
+        if counts:
+            summary = self.to_dict()["summary"]
+            echo(f"inspect: {summary['error']} errors, {summary['warning']} warnings, {summary['info']} notes "
+                 f"(all in RUN/inspect.json; `tunesmith inspect RECIPE` shows them)")
+
 
 def promote_failures(findings: list[Finding], fail_on) -> list[Finding]:
     """`inspect.fail_on`: the findings with those codes (and rows behind them) become errors; errors first."""

@@ -63,22 +63,14 @@ class ClassificationTask(SequenceTask):
         if not self.recipe.inspect.enabled:
             return
         self.inspection = inspect_splits(splits, self.recipe, tokenizer, max_length=self.max_length)
-        for finding in self.inspection.findings:
-            if finding.severity in ("error", "warning"):
-                echo(f"{finding.severity}: [{finding.code}] {finding.message}")
-        counts = self.inspection.to_dict()["summary"]
-        echo(f"inspect: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes "
-             f"(all in RUN/inspect.json; `tunesmith inspect RECIPE` shows them)")
+        self.inspection.echo_findings(echo)
         check_failures(self.inspection)
 
     def inspect_recipe(self, *, tokens: bool = True):
         return inspect_recipe(self.recipe, tokens=tokens)
 
     def inspect_summary(self) -> dict | None:
-        if self.inspection is None:
-            return None
-        return {**self.inspection.to_dict()["summary"],
-                "findings": [f"{f.severity}: {f.code}" for f in self.inspection.findings]}
+        return None if self.inspection is None else self.inspection.summary()
 
     def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
         labels = self.labels.encode(frame, source=frame.attrs.get("source", "data")) if with_labels else None

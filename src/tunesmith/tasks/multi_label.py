@@ -93,9 +93,7 @@ class MultiLabelTask(SequenceTask):
         settings = self.recipe.inspect
         self.inspection = inspect_label_sets(splits, tokenizer=tokenizer, max_length=self.max_length,
                                              fail_on=settings.fail_on, examples=settings.examples)
-        for finding in self.inspection.findings:
-            if finding.severity in ("error", "warning"):
-                echo(f"{finding.severity}: [{finding.code}] {finding.message}")
+        self.inspection.echo_findings(echo, counts=False)
         check_failures(self.inspection)
 
     def inspect_recipe(self, *, tokens: bool = True):
@@ -108,10 +106,7 @@ class MultiLabelTask(SequenceTask):
         return report
 
     def inspect_summary(self) -> dict | None:
-        if self.inspection is None:
-            return None
-        return {**self.inspection.to_dict()["summary"],
-                "findings": [f"{f.severity}: {f.code}" for f in self.inspection.findings]}
+        return None if self.inspection is None else self.inspection.summary()
 
     def read_rows(self, spec, path: str, *, labelled: bool):
         if labelled:

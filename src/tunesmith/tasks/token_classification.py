@@ -93,12 +93,7 @@ class TokenClassificationTask(Task):
             return
         self.inspection = inspect_token_splits(splits, tokenizer, self.max_length)
         promote_failures(self.inspection.findings, self.recipe.inspect.fail_on)
-        for severity in ("error", "warning"):
-            for finding in self.inspection.of(severity):
-                echo(f"{severity}: [{finding.code}] {finding.message}")
-        counts = self.inspection.to_dict()["summary"]
-        echo(f"inspect: {counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes "
-             f"(all in RUN/inspect.json; `tunesmith inspect RECIPE` shows them)")
+        self.inspection.echo_findings(echo)
         check_failures(self.inspection)
 
     def inspect_recipe(self, *, tokens: bool = True):
@@ -109,10 +104,7 @@ class TokenClassificationTask(Task):
         return report
 
     def inspect_summary(self) -> dict | None:
-        if self.inspection is None:
-            return None
-        return {**self.inspection.to_dict()["summary"],
-                "findings": [f"{f.severity}: {f.code}" for f in self.inspection.findings]}
+        return None if self.inspection is None else self.inspection.summary()
 
     # ---- model ------------------------------------------------------------------------------
     def load_model(self, model_dir: Path):
