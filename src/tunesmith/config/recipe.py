@@ -20,6 +20,7 @@ from tunesmith.config.lm import LMSpec
 from tunesmith.config.messages import alias_problem, describe_errors
 from tunesmith.config.method import MethodSpec
 from tunesmith.config.multi_label import MultiLabelSpec
+from tunesmith.config.preference import PreferenceSpec
 from tunesmith.config.regression import RegressionSpec
 from tunesmith.config.report import ReportSpec
 from tunesmith.config.token_classification import TokenClassificationSpec
@@ -89,7 +90,7 @@ class DataSpec(Section):
     @classmethod
     def _known_roles(cls, value: dict) -> dict:
         roles = ("text", "text_pair", "label", "instruction", "input", "output", "system", "messages", "tokens",
-                 "tags")
+                 "tags", "prompt", "chosen", "rejected")
         unknown = set(value) - set(roles)
         if unknown:
             raise ValueError(f"unknown column role {shown(sorted(unknown)[0])}; roles are {', '.join(roles)}")
@@ -98,9 +99,10 @@ class DataSpec(Section):
             raise ValueError(f"'{listed[0]}' names one column; only label may list several (regression targets)")
         if isinstance(value.get("label"), list) and not value["label"]:
             raise ValueError("label: an empty list of target columns")
-        if not {"text", "messages", "tokens"} & set(value) and not {"instruction", "output"} <= set(value):
+        if not {"text", "messages", "tokens"} & set(value) and not {"instruction", "output"} <= set(value) \
+                and not {"chosen", "rejected"} <= set(value):
             raise ValueError("needs a 'text' column (sft: 'instruction' and 'output', or 'messages'; "
-                             "token_classification: 'tokens')")
+                             "token_classification: 'tokens'; dpo: 'chosen' and 'rejected')")
         return _one_column_per_role(value)
 
 
@@ -149,6 +151,7 @@ class Recipe(Section):
     multi_label: MultiLabelSpec = Field(default_factory=MultiLabelSpec)  # task: multi_label (loss, thresholds)
     token_classification: TokenClassificationSpec = Field(  # task: token_classification (alignment, windows)
         default_factory=TokenClassificationSpec)
+    preference: PreferenceSpec = Field(default_factory=PreferenceSpec)  # task: dpo (loss, reference, bad pairs)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)  # classification (config/imbalance.py)
     inspect: InspectSpec = Field(default_factory=InspectSpec)  # data diagnostics before training (tunesmith/inspection.py)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # config/checkpoint.py
