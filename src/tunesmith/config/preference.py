@@ -4,7 +4,7 @@
       loss: sigmoid          # sigmoid (DPO) | ipo | simpo (reference-free)
       beta: 0.1              # sigmoid/ipo: strength of the KL anchor to the reference; simpo: reward scale
       label_smoothing: 0.0   # sigmoid: conservative DPO, the share of pairs assumed mislabelled (0 <= eps < 0.5)
-      simpo_gamma_ratio: 0.5 # simpo: target margin gamma as a fraction of beta (gamma = ratio * beta)
+      simpo_gamma: 0.5       # simpo: the target reward margin gamma (TRL's CPOConfig simpo_gamma)
       reference: live        # live: the reference model scores each batch; precomputed: scored once before
                              # training and kept with the pairs (two numbers a pair), so training runs one model
       invalid_pairs: drop    # a pair whose sides share no prompt, with an empty or identical reply: drop | error
@@ -31,7 +31,7 @@ class PreferenceSpec(BaseModel):
                                "simpo: SimPO (Meng et al. 2024), reference-free, length-normalised")
     beta: float | None = Field(None, gt=0, description="default 0.1 for sigmoid/ipo, 2.0 for simpo")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="sigmoid only: conservative DPO")
-    simpo_gamma_ratio: float = Field(0.5, ge=0, description="simpo only: the target reward margin over beta")
+    simpo_gamma: float = Field(0.5, ge=0, description="simpo only: the target reward margin (as TRL's simpo_gamma)")
     reference: Literal["live", "precomputed"] = Field(
         "live", description="live: reference log-probs computed each batch; precomputed: once, before training")
     invalid_pairs: Literal["drop", "error"] = Field(
@@ -43,8 +43,8 @@ class PreferenceSpec(BaseModel):
         # judged on values, not on the keys written: RUN/recipe.yaml writes every key back with its default
         if self.label_smoothing and self.loss != "sigmoid":
             raise ValueError(f"label_smoothing applies to loss sigmoid (conservative DPO), not {self.loss}")
-        if self.simpo_gamma_ratio != 0.5 and self.loss != "simpo":
-            raise ValueError(f"simpo_gamma_ratio applies to loss simpo, not {self.loss}")
+        if self.simpo_gamma != 0.5 and self.loss != "simpo":
+            raise ValueError(f"simpo_gamma applies to loss simpo, not {self.loss}")
         if self.reference != "live" and self.loss in REFERENCE_FREE:
             raise ValueError(f"loss {self.loss} uses no reference model; remove preference.reference")
         return self
