@@ -71,10 +71,15 @@ def test_trl_conversational_format(tmp_path):
     rows = [{"prompt": [system, {"role": "user", "content": f"q{i}"}],
              "chosen": [{"role": "assistant", "content": f"yes {i}"}],
              "rejected": [{"role": "assistant", "content": f"no {i}"}]} for i in range(5)]
-    splits, _ = load(jsonl(tmp_path / "c.jsonl", rows), validation={"split": 0.2})
-    row = all_rows(splits).iloc[2]
-    assert row["prompt"] == [system, {"role": "user", "content": "q2"}]
-    assert (row["chosen"], row["rejected"], row["line"]) == ("yes 2", "no 2", 3)
+    for path in (jsonl(tmp_path / "c.jsonl", rows), tmp_path / "c.parquet"):
+        pd.DataFrame(rows).to_parquet(tmp_path / "c.parquet")
+        splits, _ = load(path, validation={"split": 0.2})
+        row = all_rows(splits).iloc[2]
+        assert row["prompt"] == [system, {"role": "user", "content": "q2"}]
+        assert (row["chosen"], row["rejected"], row["line"]) == ("yes 2", "no 2", 3)
+    mixed = [{"prompt": "q", "chosen": [{"role": "assistant", "content": "yes"}], "rejected": "no"}] * 2
+    row = all_rows(load(jsonl(tmp_path / "m.jsonl", mixed), validation={"split": 0.5})[0]).iloc[0]
+    assert (row["prompt"], row["chosen"], row["rejected"]) == ([{"role": "user", "content": "q"}], "yes", "no")
 
 
 def test_whole_dialogues_as_message_lists_and_as_hh_text(tmp_path):
@@ -169,6 +174,8 @@ def test_bad_pairs_are_dropped_counted_and_named(tmp_path):
     assert [(f.code, f.severity, f.count) for f in findings.findings] == [
         ("prompt_mismatch", "warning", 1), ("empty_reply", "warning", 2), ("identical_replies", "warning", 1)]
     assert findings.by_code("empty_reply").examples == [{"file": str(path), "line": 5}, {"file": str(path), "line": 6}]
+    assert findings.by_code("empty_reply").message == (f"2 pairs dropped: the chosen or the rejected reply is empty "
+                                                       f"({path} lines 5, 6)")
     assert findings.to_dict()["summary"] == {"error": 0, "warning": 3, "info": 0}
 
 
@@ -269,3 +276,19 @@ def test_hh_rlhf_harmless_pairs(shared_data):
         load_preference_splits(spec(path), ERROR, seed=7)
     assert str(info.value) == (f"{path}, line 87: the chosen or the rejected reply is empty; fix the row, "
                                f"or set preference.invalid_pairs: drop")
+
+
+def test_findings_add_up_over_the_files(tmp_path):
+    rows = bad_rows()
+    rows[2] = string_rows(3)[2]
+    train = jsonl(tmp_path / "train.jsonl", rows)
+    valid = tmp_path / "valid.json"
+    valid.write_text(json.dumps(string_rows(3) + [{"prompt": "q", "chosen": "", "rejected": "x"}]), encoding="utf-8")
+    splits, _ = load(train, validation=str(valid))
+    assert (len(splits.train), len(splits.validation)) == (7, 3)
+    assert splits.notes[1] == f"dropped 1 of 4 pairs of {valid}: 1 empty_reply (items 4)"
+    empty = splits.findings.by_code("empty_reply")
+    assert empty.count == 3
+    assert empty.message == (f"3 pairs dropped: the chosen or the rejected reply is empty ({train} lines 5, 6; "
+                             f"{valid} items 4)")
+    assert empty.examples[-1] == {"file": str(valid), "line": 4}

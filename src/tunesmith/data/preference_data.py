@@ -272,17 +272,21 @@ def read_pairs(spec, path: str, columns: dict, invalid_pairs: str = "drop") -> t
     return out, dropped
 
 
+def _listed(lines: list) -> str:
+    """The first MAX_LINES_SHOWN line numbers, then ", ..." when there are more."""
+    return ", ".join(str(n) for n in lines[:MAX_LINES_SHOWN]) + (", ..." if len(lines) > MAX_LINES_SHOWN else "")
+
+
 def drop_note(path: str, total: int, dropped: dict, unit: str = "line") -> str:
     """e.g. "dropped 5 of 2312 pairs of f.jsonl: 5 prompt_mismatch (lines 1255, 1689, ...)"."""
-    parts = []
-    for code, lines in dropped.items():
-        shown_lines = ", ".join(str(n) for n in lines[:MAX_LINES_SHOWN]) + (", ..." if len(lines) > MAX_LINES_SHOWN else "")
-        parts.append(f"{len(lines)} {code} ({unit}s {shown_lines})")
+    parts = [f"{len(lines)} {code} ({unit}s {_listed(lines)})" for code, lines in dropped.items()]
     count = sum(len(lines) for lines in dropped.values())
     return f"dropped {count} of {total} pairs of {path}: {'; '.join(parts)}"
 
 
-def _add_findings(findings: PairFindings, path: str, dropped: dict) -> None:
+def _add_findings(findings: PairFindings, places: dict, path: str, dropped: dict, unit: str = "line") -> None:
+    """One warning per code over all files; examples: {file, line} of the first pairs of each file.
+    `places` (code -> ["<file> lines ..."]) collects the files named in each message."""
     for code, lines in dropped.items():
         finding = findings.by_code(code)
         if finding is None:
@@ -290,9 +294,8 @@ def _add_findings(findings: PairFindings, path: str, dropped: dict) -> None:
             findings.findings.append(finding)
         finding.count += len(lines)
         finding.examples += [{"file": path, "line": n} for n in lines[:MAX_LINES_SHOWN]]
-        files = list(dict.fromkeys(example["file"] for example in finding.examples))
-        finding.message = (f"{finding.count} pairs dropped: {_PROBLEMS[code]} (in {', '.join(files)}; "
-                           f"lines in the examples)")
+        places.setdefault(code, []).append(f"{path} {unit}s {_listed(lines)}")
+        finding.message = f"{finding.count} pairs dropped: {_PROBLEMS[code]} ({'; '.join(places[code])})"
 
 
 # --- the splits ------------------------------------------------------------------------------------------
@@ -303,13 +306,14 @@ def load_preference_splits(data_spec, preference_spec, *, seed: int) -> tuple[Pr
     columns = preference_columns(data_spec, data_spec.train)
     invalid = getattr(preference_spec, "invalid_pairs", "drop")
     splits = PreferenceSplits(pd.DataFrame(), pd.DataFrame(), None)
+    places: dict[str, list[str]] = {}
 
     def read(path: str) -> pd.DataFrame:
         frame, dropped = read_pairs(data_spec, path, columns, invalid)
         if dropped:
             total = len(frame) + sum(len(lines) for lines in dropped.values())
             splits.notes.append(drop_note(path, total, dropped, frame.attrs.get("line_unit", "line")))
-            _add_findings(splits.findings, path, dropped)
+            _add_findings(splits.findings, places, path, dropped, frame.attrs.get("line_unit", "line"))
         return frame
 
     train = read(data_spec.train)
