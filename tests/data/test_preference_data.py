@@ -292,3 +292,20 @@ def test_findings_add_up_over_the_files(tmp_path):
     assert empty.message == (f"3 pairs dropped: the chosen or the rejected reply is empty ({train} lines 5, 6; "
                              f"{valid} items 4)")
     assert empty.examples[-1] == {"file": str(valid), "line": 4}
+
+
+def test_default_columns_are_found_in_a_csv_or_tsv_header(tmp_path):
+    tsv = tmp_path / "p.tsv"
+    tsv.write_text("chosen\trejected\tprompt\n" + "".join(f"yes {i}\tno {i}\tq {i}\n" for i in range(4)), encoding="utf-8")
+    splits, columns = load(tsv, validation={"split": 0.25})
+    assert columns == {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}
+    assert all_rows(splits).loc[1, "prompt"] == [{"role": "user", "content": "q 1"}]
+    hh = tmp_path / "hh.csv"
+    with hh.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["chosen", "rejected"])
+        writer.writerows([["\n\nHuman: hi\n\nAssistant: hello", "\n\nHuman: hi\n\nAssistant: go"]] * 2)
+    splits, columns = load(hh, validation={"split": 0.5})
+    assert columns == {"chosen": "chosen", "rejected": "rejected"}
+    assert all_rows(splits)["line"].tolist() == [2, 11]  # each record spans 9 physical lines (4 line breaks in each field)
+    assert all_rows(splits).loc[0, "prompt"] == [{"role": "user", "content": "hi"}]
