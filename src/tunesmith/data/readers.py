@@ -100,7 +100,8 @@ def read_table(
     ``extra_fields`` ("error": a row with more fields than the header, or than the first row when
     there is no header, is an error; "ignore": its extra trailing fields are dropped).
 
-    Pipes, character devices and /proc files are read as streams: ``<(zcat data.csv.gz)`` works.
+    Pipes, character devices and /proc files are read as streams: ``<(zcat data.csv.gz)`` works. A ``.gz``
+    file is decompressed in memory and read as the format of the suffix before ``.gz``.
     """
     path = Path(path)
     info = check_file(path)
