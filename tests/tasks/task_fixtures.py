@@ -91,5 +91,27 @@ def token_classification(models: dict, root: Path) -> dict:
     return {"model_dir": models["bert"], "raw": raw, "predict_text": "Mr. Smith went home in Paris."}
 
 
+# ---- dpo (issue 14) -------------------------------------------------------------------------------------------
+def preference_rows(n: int, seed: int = 0) -> list[dict]:
+    """Learnable preferences: the chosen reply says the word the prompt asks for, the rejected one refuses."""
+    from lm_helpers import NUMBERS
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word = rng.choice(NUMBERS)
+        rows.append({"prompt": f"say the word {word}", "chosen": word, "rejected": "no, I will not"})
+    return rows
+
+
+def dpo(models: dict, root: Path) -> dict:
+    train = write_json(root / "pairs.jsonl", preference_rows(48, seed=2), lines=True)
+    raw = lm_recipe(models["llama"], "dpo", train, root / "run", epochs=2, lr=1e-2,
+                    data={"columns": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"},
+                          "validation": {"split": 0.25}})
+    raw["preference"] = {"beta": 0.5}
+    return {"model_dir": models["llama"], "raw": raw, "prompt": "say the word two"}
+
+
 TASK_FIXTURES = {"classification": classification, "regression": regression, "causal_lm": causal_lm, "sft": sft,
-                 "multi_label": multi_label, "token_classification": token_classification}
+                 "multi_label": multi_label, "token_classification": token_classification, "dpo": dpo}

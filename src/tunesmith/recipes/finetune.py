@@ -139,7 +139,8 @@ class FineTune:
         self.echo(f"training {plan.total_steps} steps ({plan.steps_per_epoch}/epoch) on {accelerator.device}, "
                   f"evaluating every {plan.eval_every} steps; run directory: {run.path}")
         validation = self.loaders.held_out["validation"]
-        self.task.before_training(self.model, self.tokenizer, self.loaders.held_out, accelerator)
+        self.task.before_training(self.model, self.tokenizer, self.loaders.held_out, accelerator,
+                                  train_data=self.datasets["train"])
         with self.checkpoints.signals():  # SIGINT/SIGTERM: checkpoint at the end of the step, then stop
             self.state = train_loop(
                 model=self.model, optimizer=self.optimizer, schedule=self.schedule,

@@ -24,6 +24,7 @@ from tunesmith.artifacts import RunDir, write_text_atomic
 from tunesmith.errors import RunError
 from tunesmith.report import plots
 from tunesmith.report.multi_label import section_per_label
+from tunesmith.report.preference import CHARTED as PREFERENCE_CHARTED, is_preference_run, section_preference
 from tunesmith.report.regression import section_predictions, target_tables
 from tunesmith.report.token_classification import (section_entity_examples, section_entity_types,
                                                    section_type_confusion)
@@ -266,7 +267,7 @@ def _primary_metric(data: RunData) -> str:
     splits = list(data.splits.values())
     if metric and metric != "loss" and any(metric in s for s in splits):
         return metric
-    for name in ("macro_f1", "accuracy", "perplexity", "loss"):
+    for name in ("macro_f1", "accuracy", "reward_accuracy", "perplexity", "loss"):
         if any(name in s for s in splits):
             return name
     return "loss"
@@ -329,7 +330,9 @@ def section_curves(data: RunData) -> str:
     best = (data.eval.get("best") or {}).get("step")
     loss = [_series("train loss", train, "loss", color="#1f77b4"),
             _series("validation loss", evals, "loss", "markers", color="#d62728")]
-    metric_series = [_series(f"validation {k}", evals, k, "markers") for k in metric_keys(evals)]
+    drawn_elsewhere = PREFERENCE_CHARTED - {"reward_accuracy"} if is_preference_run(data) else set()  # own section
+    metric_series = [_series(f"validation {k}", evals, k, "markers") for k in metric_keys(evals)
+                     if k not in drawn_elsewhere]
     if data.scratch_metrics:
         s_train, s_eval = train_records(data.scratch_metrics), eval_records(data.scratch_metrics)
         loss += [_series("scratch train loss", s_train, "loss", "dashed", color="#7fa7c9"),
@@ -520,6 +523,9 @@ SECTIONS = (
     ("entity-confusion", "Entity-type confusion", lambda d: section_type_confusion(d, table, esc)),
     ("entity-examples", "Validation sentences: gold and predicted entities",
      lambda d: section_entity_examples(d, table, esc)),
+    # dpo (report/preference.py)
+    ("preference", "Preference: held-out reward accuracy, margin, rewards and log-probs",
+     lambda d: section_preference(d, chart, charts, table, esc)),
     ("baselines", "Baselines", section_baselines),
     ("generations", "Generations before and after fine-tuning", section_generations),
     ("stopping", "Best step and why training stopped", section_stopping),

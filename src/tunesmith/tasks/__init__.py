@@ -8,6 +8,7 @@ from tunesmith.errors import RecipeError
 from tunesmith.tasks.base import Task
 from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.classification import ClassificationTask
+from tunesmith.tasks.dpo import DPOTask
 from tunesmith.tasks.multi_label import MultiLabelTask
 from tunesmith.tasks.regression import RegressionTask
 from tunesmith.tasks.sft import SFTTask
@@ -20,6 +21,7 @@ TASKS: dict[str, type[Task]] = {
     "regression": RegressionTask,
     "multi_label": MultiLabelTask,
     "token_classification": TokenClassificationTask,
+    "dpo": DPOTask,
 }
 
 

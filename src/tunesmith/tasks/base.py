@@ -188,8 +188,9 @@ class Task(ABC):
     def evaluate(self, model, loader, accelerator, *, desc: str = "eval") -> dict:
         """Metrics over a labelled loader (every example once: gather_for_metrics)."""
 
-    def before_training(self, model, tokenizer, eval_loaders: dict, accelerator) -> None:
-        """Measure the model before any step (LM tasks: pretrained perplexity and generations)."""
+    def before_training(self, model, tokenizer, eval_loaders: dict, accelerator, *, train_data=None) -> None:
+        """Measure the model before any step (LM tasks: pretrained perplexity and generations; dpo: the reference
+        model's log-probs of the held-out pairs, and with `train_data` (the encoded training split) its pairs')."""
 
     def after_training(self, model, validation_loader, accelerator, run, echo) -> None:
         """The best model is loaded, before the final evaluations (classification: tune the threshold)."""

@@ -128,13 +128,14 @@ class LMTask(Task):
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)) if count else float("nan"), "tokens": count}
 
     # ---- before / after ---------------------------------------------------------------------
-    def before_training(self, model, tokenizer, eval_loaders: dict, accelerator) -> None:
+    def before_training(self, model, tokenizer, eval_loaders: dict, accelerator, *, train_data=None) -> None:
         """The pretrained model: held-out loss/perplexity, and generations from the sample prompts."""
         self.before = {name: self.evaluate(model, loader, accelerator, desc=f"{name} (pretrained)")
                        for name, loader in eval_loaders.items()}
         prompts = self.sample_prompts()
         if prompts and accelerator.is_main_process:
-            texts = self._generate(accelerator.unwrap_model(model), tokenizer, [p["prompt"] for p in prompts])
+            texts = self._generate(accelerator.unwrap_model(model), tokenizer,
+                                   [p.get("messages") or p["prompt"] for p in prompts])  # dpo: a whole chat
             self.samples = [{**p, "before": text} for p, text in zip(prompts, texts)]
 
     def baselines(self, split_names: list[str]) -> dict:
@@ -144,7 +145,8 @@ class LMTask(Task):
     def extra_results(self, model, tokenizer, accelerator) -> dict:
         """eval.json additions: generations of the best model next to the pretrained ones, token counts."""
         if self.samples and accelerator.is_main_process:
-            texts = self._generate(accelerator.unwrap_model(model), tokenizer, [s["prompt"] for s in self.samples])
+            texts = self._generate(accelerator.unwrap_model(model), tokenizer,
+                                   [s.get("messages") or s["prompt"] for s in self.samples])
             for sample, text in zip(self.samples, texts):
                 sample["after"] = text
         return {
