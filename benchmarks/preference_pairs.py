@@ -1,13 +1,16 @@
 """HH-RLHF pairs for benchmarks/hh_dpo.py: the seeded train/validation split, the harness's own tokenization,
 and the held-out scoring that every contender's trained adapter goes through (the same code for all).
 
-Tokenization here (until data/preference_encode.py is on main, then the harness should use its ids):
-a dialogue "\\n\\nHuman: ...\\n\\nAssistant: ..." becomes chat messages (user / assistant); the prompt is every
-turn before the last assistant reply, which must be the same in `chosen` and `rejected` (rows where it is not
-are left out, counted). Rendered with the tokenizer's chat template: prompt ids = the template with the
-generation prompt, reply ids = what the full dialogue adds after them. Truncation keeps the reply: a reply
-keeps at most max_length // 2 tokens (its start), then the prompt keeps its last tokens so that prompt plus
-the longer reply fit in max_length.
+Tokenization here mirrors data/preference_data.py + data/preference_encode.py (branch prefdata, not yet on
+main; once merged the harness should take its ids from there: tests/test_hh_dpo_benchmark.py then compares):
+a dialogue "\\n\\nHuman: ...\\n\\nAssistant: ..." becomes chat messages (text before the first turn: system;
+each turn stripped); the prompt is every turn before the last assistant reply, which must be the same in
+`chosen` and `rejected` (rows where it is not, or with an empty or identical reply, are left out, counted).
+Rendered with tunesmith.data.chat (the tokenizer's chat template): the prompt text is the template with the
+generation prompt, a reply's text is what the whole dialogue adds after it (end-of-turn marker included);
+each is tokenized alone without special tokens. Truncation keeps the replies: the prompt loses its start, down
+to max_length - the longer reply; when that leaves fewer than 8 prompt tokens, the last 8 are kept and both
+replies are cut on the right to fit.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import random
 import re
 from pathlib import Path
 
-TURN = re.compile(r"\n\n(Human|Assistant): ")
+TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+MIN_PROMPT_TOKENS = 8
 ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
@@ -44,46 +48,62 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def dialogue(text: str) -> list[dict]:
     """'\\n\\nHuman: a\\n\\nAssistant: b' -> [{'role': 'user', 'content': 'a'}, {'role': 'assistant', ...}]."""
-    parts = TURN.split(text)
-    return [{"role": ROLES[role], "content": content.strip()} for role, content in zip(parts[1::2], parts[2::2])]
+    marks = list(TURN.finditer(text))
+    if not marks:
+        return []
+    messages = [{"role": "system", "content": text[:marks[0].start()].strip()}] \
+        if text[:marks[0].start()].strip() else []
+    for mark, following in zip(marks, marks[1:] + [None]):
+        end = following.start() if following is not None else len(text)
+        messages.append({"role": ROLES[mark.group(1)], "content": text[mark.end():end].strip()})
+    return messages
 
 
 def prompt_and_replies(row: dict) -> tuple[list[dict], str, str] | None:
+    """(prompt messages, chosen reply, rejected reply), or None for a pair the data layer drops."""
     chosen, rejected = dialogue(row["chosen"]), dialogue(row["rejected"])
     if not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
         return None
-    if chosen[:-1] != rejected[:-1] or not chosen[:-1]:
+    replies = chosen[-1]["content"], rejected[-1]["content"]
+    if chosen[:-1] != rejected[:-1] or not chosen[:-1] or not all(replies) or replies[0] == replies[1]:
         return None
-    if chosen[-1]["content"] == rejected[-1]["content"]:
-        return None
-    return chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
+    return chosen[:-1], replies[0], replies[1]
 
 
-def reply_ids(tokenizer, prompt: list[dict], prompt_ids: list[int], reply: str) -> list[int]:
-    full = tokenizer.apply_chat_template(prompt + [{"role": "assistant", "content": reply}], tokenize=True,
-                                         return_dict=False)
-    full = list(full["input_ids"]) if isinstance(full, dict) else list(full)
-    if full[:len(prompt_ids)] != prompt_ids:
-        raise ValueError("the chat template does not render the prompt as a prefix of the dialogue")
-    return full[len(prompt_ids):]
+def fit_pair(prompt: list[int], replies: list[list[int]], max_length: int) -> tuple[list[int], list[list[int]]]:
+    longer = max(len(reply) for reply in replies)
+    if len(prompt) + longer <= max_length:
+        return prompt, replies
+    keep = max_length - longer
+    floor = max(0, min(MIN_PROMPT_TOKENS, len(prompt), max_length - 1))
+    if keep < floor:
+        keep = floor
+        replies = [reply[:max_length - keep] for reply in replies]
+    return prompt[len(prompt) - keep:], replies
 
 
 def encode_pairs(tokenizer, rows: list[dict], max_length: int) -> tuple[list[dict], int]:
     """(pairs of prompt_ids / chosen_ids / rejected_ids, number of rows left out)."""
+    from tunesmith.data.chat import choose_template, renderer
+
+    render = renderer(tokenizer, choose_template(tokenizer))
+    tokens = lambda text: list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])  # noqa: E731
     encoded, left_out = [], 0
     for row in rows:
         parts = prompt_and_replies(row)
         if parts is None:
             left_out += 1
             continue
-        prompt, chosen, rejected = parts
-        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                   return_dict=False)
-        prompt_ids = list(prompt_ids["input_ids"]) if isinstance(prompt_ids, dict) else list(prompt_ids)
-        chosen_ids = reply_ids(tokenizer, prompt, prompt_ids, chosen)[:max_length // 2]
-        rejected_ids = reply_ids(tokenizer, prompt, prompt_ids, rejected)[:max_length // 2]
-        room = max_length - max(len(chosen_ids), len(rejected_ids))
-        encoded.append({"prompt_ids": prompt_ids[-room:], "chosen_ids": chosen_ids, "rejected_ids": rejected_ids})
+        prompt, *replies = parts
+        prompt_text = render(prompt, add_generation_prompt=True)
+        reply_ids = []
+        for reply in replies:
+            full = render(prompt + [{"role": "assistant", "content": reply}])
+            if not full.startswith(prompt_text):
+                raise ValueError("the chat template does not render the prompt as a prefix of the dialogue")
+            reply_ids.append(tokens(full[len(prompt_text):]))
+        prompt_ids, (chosen_ids, rejected_ids) = fit_pair(tokens(prompt_text), reply_ids, max_length)
+        encoded.append({"prompt_ids": prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids})
     return encoded, left_out
 
 

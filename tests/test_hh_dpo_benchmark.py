@@ -39,6 +39,9 @@ def test_dialogue_prompt_and_replies():
     earlier = {"chosen": ROW["chosen"], "rejected": ROW["rejected"].replace("locked out", "locked in")}
     assert pairs.prompt_and_replies(earlier) is None  # the sides differ before the last reply
     assert pairs.prompt_and_replies({"chosen": ROW["chosen"], "rejected": ROW["chosen"]}) is None
+    assert pairs.prompt_and_replies({"chosen": ROW["chosen"], "rejected": ROW["rejected"][:-len("Use a pin.")]}) is None
+    assert pairs.dialogue("Be kind.\n\nHuman: hi\n\nAssistant:  hello \n")[0] == {"role": "system",
+                                                                                  "content": "Be kind."}
 
 
 def test_encoding_keeps_the_reply_and_fits_max_length(tiny_llama_dir):
@@ -51,11 +54,36 @@ def test_encoding_keeps_the_reply_and_fits_max_length(tiny_llama_dir):
     assert tokenizer.decode(full["chosen_ids"]) == "Call a locksmith.<|im_end|>\n"
     assert tokenizer.decode(full["prompt_ids"]).endswith("locked out<|im_end|>\n<|im_start|>assistant\n")
     longest = max(len(full["chosen_ids"]), len(full["rejected_ids"]))
-    cut_at = len(full["prompt_ids"]) // 2 + longest
+    assert len(full["prompt_ids"]) > 2 * 8
+    cut_at = len(full["prompt_ids"]) // 2 + longest  # the prompt loses its first half, the replies stay whole
     (cut,), _ = pairs.encode_pairs(tokenizer, [ROW], max_length=cut_at)
     assert cut["chosen_ids"] == full["chosen_ids"] and cut["rejected_ids"] == full["rejected_ids"]
-    assert cut["prompt_ids"] == full["prompt_ids"][-(cut_at - longest):]  # the prompt's end is kept
+    assert cut["prompt_ids"] == full["prompt_ids"][-(cut_at - longest):]
     assert pairs.real_tokens(cut) == 2 * (cut_at - longest) + len(cut["chosen_ids"]) + len(cut["rejected_ids"])
+    (floor,), _ = pairs.encode_pairs(tokenizer, [ROW], max_length=8 + 3)  # 8 prompt tokens at least: replies cut
+    assert floor["prompt_ids"] == full["prompt_ids"][-8:]
+    assert floor["chosen_ids"] == full["chosen_ids"][:3] and floor["rejected_ids"] == full["rejected_ids"][:3]
+
+
+def test_the_same_ids_as_the_data_layer(tiny_llama_dir):
+    """Once data/preference_encode.py is on main: the harness's ids are tunesmith's own."""
+    encode = pytest.importorskip("tunesmith.data.preference_encode", reason="the dpo data layer is not merged yet")
+    from transformers import AutoTokenizer
+
+    from tunesmith.data.chat import choose_template, renderer
+    from tunesmith.data.preference_data import hh_messages
+
+    pairs = module("preference_pairs")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    assert pairs.dialogue(ROW["chosen"]) == hh_messages(ROW["chosen"], "row 1", "chosen")
+    prompt, chosen, rejected = pairs.prompt_and_replies(ROW)
+    render = renderer(tokenizer, choose_template(tokenizer))
+    for max_length in (512, 20, 11):
+        (ours,), _ = pairs.encode_pairs(tokenizer, [ROW], max_length=max_length)
+        theirs, _ = encode.encode_pair(tokenizer, render, prompt, chosen, rejected, max_length)
+        assert theirs["chosen_input_ids"] == ours["prompt_ids"] + ours["chosen_ids"]
+        assert theirs["rejected_input_ids"] == ours["prompt_ids"] + ours["rejected_ids"]
+        assert theirs["chosen_labels"].count(-100) == len(ours["prompt_ids"])
 
 
 def test_trl_collator_builds_the_same_batch_from_the_same_ids():
