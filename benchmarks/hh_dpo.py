@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -41,8 +42,11 @@ CONTENDERS = ("tunesmith", "trl")
 SOURCE = "hh_rlhf_harmless/harmless-base-test.jsonl.gz"
 
 
-def tunesmith_recipe(args, out: Path) -> dict:
+def tunesmith_recipe(args, out: Path, train_pairs: int) -> dict:
+    """Task dpo with the same budget. epochs: enough for max_steps (TRL's max_steps runs past epoch ends); one
+    validation only, at the last step, so RUN/adapter (the best evaluation's) is the final adapter, as TRL's."""
     workdir = Path(args.workdir)
+    epochs = max(1, math.ceil(args.steps * args.batch_size / max(train_pairs, 1)))
     return {
         "model": args.model, "task": "dpo",
         "data": {"train": str(workdir / "train.jsonl"), "validation": str(workdir / "validation.jsonl"),
@@ -50,7 +54,7 @@ def tunesmith_recipe(args, out: Path) -> dict:
         "method": {"name": "lora", "r": args.lora_r, "alpha": args.lora_alpha, "dropout": 0.0,
                    "target_modules": args.lora_targets.split(",")},
         "preference": {"loss": "sigmoid", "beta": args.beta, "reference": "live"},
-        "train": {"epochs": 1, "max_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+        "train": {"epochs": epochs, "max_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                   "schedule": "linear", "warmup": 0.0, "weight_decay": args.weight_decay, "max_length": args.max_length,
                   "grad_accumulation": 1, "max_grad_norm": 1.0, "precision": "auto", "seed": args.seed,
                   "eval_every": args.steps, "group_by_length": False},
@@ -66,7 +70,8 @@ def run_tunesmith(args, out: Path) -> dict:
 
     if "dpo" not in TASKS:
         return {"skipped": "task dpo is not registered on this branch yet (tasks/dpo.py: git merge main)"}
-    result = finetune(validate_recipe(tunesmith_recipe(args, out)), echo=lambda *a: None)
+    train_pairs = len(read_jsonl(Path(args.workdir) / "train.jsonl"))
+    result = finetune(validate_recipe(tunesmith_recipe(args, out, train_pairs)), echo=lambda *a: None)
     timing = result["timing"]
     return {"train_s": timing["train_s"], "tokens": timing["tokens"], "adapter": str(out / "adapter"),
             "precision": result["environment"]["precision"]}
@@ -120,6 +125,8 @@ def contender_main(args) -> None:
     result.update({"contender": args.contender, "peak_rss_mb": round(peak_rss_mb(), 1)})  # before any scoring
     if "train_s" in result:
         result["tokens_per_s"] = round(result["tokens"] / result["train_s"], 1)
+    else:
+        shutil.rmtree(out, ignore_errors=True)
     emit(result)
 
 

@@ -135,8 +135,9 @@ def test_the_tunesmith_contender_recipe_validates():
     bench = module("hh_dpo")
     args = Namespace(model="smollm2", workdir="/tmp/split", steps=7, batch_size=3, lr=1e-4, beta=0.2,
                      weight_decay=0.0, max_length=96, lora_r=4, lora_alpha=8, lora_targets="q_proj,k_proj", seed=1)
-    recipe = validate_recipe(bench.tunesmith_recipe(args, Path("/tmp/out")))
+    recipe = validate_recipe(bench.tunesmith_recipe(args, Path("/tmp/out"), train_pairs=10))
     assert recipe.task == "dpo" and recipe.train.max_steps == 7 and recipe.train.batch_size == 3
+    assert recipe.train.epochs == 3 and recipe.train.eval_every == 7  # 21 pairs of 10: the steps, not an epoch, end it
     assert recipe.method.r == 4 and list(recipe.method.target_modules) == ["q_proj", "k_proj"]
     assert recipe.preference.beta_value == 0.2 and recipe.train.warmup == 0.0 and recipe.report.html is False
     assert recipe.data.validation.path == "/tmp/split/validation.jsonl"
