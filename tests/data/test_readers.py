@@ -499,3 +499,43 @@ def test_labels_equal_as_numbers_read_as_one_value_in_every_format(tmp_path):
     parquet = tmp_path / "d.parquet"
     pd.DataFrame({"text": ["a", "b"], "label": [1.0, 2.5]}).to_parquet(parquet)
     assert read_table(parquet, columns={"text": "text", "label": "label"})["label"].tolist() == [1, 2.5]
+
+
+# --- gzip: read transparently, the format from the suffix before .gz --------------------------------
+
+def test_gzip_files_read_as_the_format_before_gz(tmp_path):
+    import gzip
+
+    rows = [{"text": "hello", "label": "a"}, {"text": "world", "label": "b"}]
+    jsonl = tmp_path / "pairs.jsonl.gz"
+    jsonl.write_bytes(gzip.compress(("\n".join(json.dumps(r) for r in rows) + "\n").encode()))
+    csv_gz = tmp_path / "x.CSV.GZ"
+    csv_gz.write_bytes(gzip.compress(b"text,label\nhello,a\n\nworld,b\n"))
+    parquet = tmp_path / "t.parquet"
+    pd.DataFrame(rows).to_parquet(parquet)
+    parquet_gz = tmp_path / "t.parquet.gz"
+    parquet_gz.write_bytes(gzip.compress(parquet.read_bytes()))
+    assert infer_format(jsonl, None) == "jsonl" and infer_format(csv_gz, None) == "csv"
+    columns = {"text": "text", "label": "label"}
+    for path, lines in ((jsonl, [1, 2]), (csv_gz, [2, 4]), (parquet_gz, [1, 2])):
+        frame = read_table(path, columns=columns)
+        assert frame["text"].tolist() == ["hello", "world"], path
+        assert frame["label"].tolist() == ["a", "b"] and frame["line"].tolist() == lines
+
+
+def test_gzip_errors_name_the_file(tmp_path):
+    import gzip
+
+    bare = write(tmp_path, "data.gz", gzip.compress(b"x"))
+    assert error_of(bare) == (f"{bare}: cannot tell the format of this file (no extension before .gz); "
+                              f"set data.format to one of {', '.join(FORMATS)}")
+    broken = write(tmp_path, "cut.jsonl.gz", gzip.compress(b'{"text": "a", "label": 1}\n' * 50)[:30])
+    message = error_of(broken)
+    assert message.startswith(f"{broken}: cannot decompress this .gz file (")
+    assert message.endswith("); check that it is a complete gzip file")
+    not_gzip = write(tmp_path, "plain.csv.gz", "text,label\na,1\n")
+    assert error_of(not_gzip).startswith(f"{not_gzip}: cannot decompress this .gz file (")
+    empty = write(tmp_path, "empty.csv.gz", gzip.compress(b""))
+    assert error_of(empty) == f"{empty} is empty"
+    forced = write(tmp_path, "forced.gz", gzip.compress(b"text\tlabel\nhi\t1\n"))
+    assert read_table(forced, format="tsv", columns={"text": "text", "label": "label"})["text"].tolist() == ["hi"]

@@ -41,6 +41,7 @@ FINDING_CODES = (
     "empty_text", "truncation", "missing_class", "mixed_label_types",
     "untrained_label", "empty_label_sets",  # multi_label (evaluation/label_set_inspection.py)
     "repaired_sequences", "missing_type", "unseen_type", "long_sentences",  # token_classification (data/token_stats.py)
+    "prompt_mismatch", "empty_reply", "identical_replies",  # dpo: bad preference pairs (data/preference_data.py)
 )
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import difflib
 import errno
+import gzip
 import io
+import zlib
 import itertools
 import json
 import math
@@ -51,7 +53,8 @@ Row = tuple[int, list[Any]]  # (line, one value per role)
 def infer_format(path: Path, format: str | None) -> str:
     """The file's format: ``format`` when given (checked against FORMATS), else from the extension.
 
-    ``.tab`` reads as tsv, ``.ndjson`` as jsonl and ``.pq`` as parquet.
+    ``.tab`` reads as tsv, ``.ndjson`` as jsonl and ``.pq`` as parquet. A gzip file (``.gz``) has the
+    format of the suffix before ``.gz``: ``pairs.jsonl.gz`` is jsonl.
     """
     path = Path(path)
     choices = ", ".join(FORMATS)
@@ -60,9 +63,11 @@ def infer_format(path: Path, format: str | None) -> str:
         if fmt not in FORMATS:
             raise DataError(f"{path}: unsupported format '{format}' (data.format); use one of {choices}")
         return fmt
-    fmt = _EXTENSIONS.get(path.suffix.lower())
+    suffix = inner_suffix(path)
+    fmt = _EXTENSIONS.get(suffix.lower())
     if fmt is None:
-        ext = f"extension '{path.suffix}'" if path.suffix else "no extension"
+        ext = f"extension '{suffix}'" if suffix else "no extension"
+        ext += " before .gz" if is_gzip(path) else ""
         raise DataError(f"{path}: cannot tell the format of this file ({ext}); "
                         f"set data.format to one of {choices}")
     return fmt
@@ -95,14 +100,15 @@ def read_table(
     ``extra_fields`` ("error": a row with more fields than the header, or than the first row when
     there is no header, is an error; "ignore": its extra trailing fields are dropped).
 
-    Pipes, character devices and /proc files are read as streams: ``<(zcat data.csv.gz)`` works.
+    Pipes, character devices and /proc files are read as streams: ``<(zcat data.csv.gz)`` works. A ``.gz``
+    file is decompressed in memory and read as the format of the suffix before ``.gz``.
     """
     path = Path(path)
     info = check_file(path)
     fmt = infer_format(path, format)
     _check_columns(path, fmt, columns, required)
     if fmt == "parquet":
-        seekable = stat.S_ISREG(info.st_mode) and info.st_size > 0  # /proc files say 0 bytes
+        seekable = stat.S_ISREG(info.st_mode) and info.st_size > 0 and not is_gzip(path)  # /proc files say 0 bytes
         rows, unit = _read_parquet(path, path if seekable else io.BytesIO(_read_bytes(path)), columns), "row"
     else:
         text = decode_text(path, encoding)
@@ -139,14 +145,38 @@ def check_file(path: Path) -> os.stat_result:
 
 
 def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, read to the end (a pipe as well as a file); no bytes at all is an error."""
+    """The file's bytes, read to the end (a pipe as well as a file), decompressed when it is a ``.gz``;
+    no bytes at all is an error."""
     try:
         data = path.read_bytes()
     except OSError as err:
         raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    if data and is_gzip(path):
+        data = _gunzip(path, data)
     if not data:
         raise DataError(f"{path} is empty")
     return data
+
+
+# --- gzip: a ".gz" file is read as the format of the suffix before ".gz" ---------------------------------
+
+def is_gzip(path: Path) -> bool:
+    return Path(path).suffix.lower() == ".gz"
+
+
+def inner_suffix(path: Path) -> str:
+    """The suffix that names the format: ``.jsonl`` for ``pairs.jsonl.gz``, ``.csv`` for ``x.csv``."""
+    path = Path(path)
+    return Path(path.stem).suffix if is_gzip(path) else path.suffix
+
+
+def _gunzip(path: Path, data: bytes) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot decompress this .gz file ({err}); "
+                        f"check that it is a complete gzip file") from None
+
 
 
 def _check_columns(path: Path, fmt: str, columns: Mapping[str, Column], required: tuple[str, ...]) -> None:
