@@ -1,16 +1,11 @@
-"""HH-RLHF pairs for benchmarks/hh_dpo.py: the seeded train/validation split, the harness's own tokenization,
+"""HH-RLHF pairs for benchmarks/hh_dpo.py: the seeded train/validation split, the pairs as token ids,
 and the held-out scoring that every contender's trained adapter goes through (the same code for all).
 
-Tokenization here mirrors data/preference_data.py + data/preference_encode.py (branch prefdata, not yet on
-main; once merged the harness should take its ids from there: tests/test_hh_dpo_benchmark.py then compares):
-a dialogue "\\n\\nHuman: ...\\n\\nAssistant: ..." becomes chat messages (text before the first turn: system;
-each turn stripped); the prompt is every turn before the last assistant reply, which must be the same in
-`chosen` and `rejected` (rows where it is not, or with an empty or identical reply, are left out, counted).
-Rendered with tunesmith.data.chat (the tokenizer's chat template): the prompt text is the template with the
-generation prompt, a reply's text is what the whole dialogue adds after it (end-of-turn marker included);
-each is tokenized alone without special tokens. Truncation keeps the replies: the prompt loses its start, down
-to max_length - the longer reply; when that leaves fewer than 8 prompt tokens, the last 8 are kept and both
-replies are cut on the right to fit.
+Parsing and tokenization are tunesmith's own (data/preference_data.parse_pair, data/preference_encode.
+encode_pair), so TRL gets exactly the ids tunesmith trains on: HH dialogues as chat messages, the prompt is
+every turn before the last assistant reply (pairs whose prompts differ, with an empty or identical reply are
+left out, counted); rendered with the tokenizer's chat template; truncation keeps the replies (the prompt
+loses its start; at least 8 prompt tokens stay, the replies are cut when even that does not fit).
 """
 
 from __future__ import annotations
@@ -18,12 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import re
 from pathlib import Path
-
-TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
-MIN_PROMPT_TOKENS = 8
-ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
 def split_pairs(source: Path, workdir: Path, validation: int, train_limit: int | None, seed: int = 0):
@@ -46,64 +36,34 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def dialogue(text: str) -> list[dict]:
-    """'\\n\\nHuman: a\\n\\nAssistant: b' -> [{'role': 'user', 'content': 'a'}, {'role': 'assistant', ...}]."""
-    marks = list(TURN.finditer(text))
-    if not marks:
-        return []
-    messages = [{"role": "system", "content": text[:marks[0].start()].strip()}] \
-        if text[:marks[0].start()].strip() else []
-    for mark, following in zip(marks, marks[1:] + [None]):
-        end = following.start() if following is not None else len(text)
-        messages.append({"role": ROLES[mark.group(1)], "content": text[mark.end():end].strip()})
-    return messages
+def prompt_and_replies(row: dict, where: str = "row") -> tuple[list[dict], str, str] | None:
+    """(prompt messages, chosen reply, rejected reply), or None for a pair tunesmith's data layer drops."""
+    from tunesmith.data.preference_data import parse_pair
 
-
-def prompt_and_replies(row: dict) -> tuple[list[dict], str, str] | None:
-    """(prompt messages, chosen reply, rejected reply), or None for a pair the data layer drops."""
-    chosen, rejected = dialogue(row["chosen"]), dialogue(row["rejected"])
-    if not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
-        return None
-    replies = chosen[-1]["content"], rejected[-1]["content"]
-    if chosen[:-1] != rejected[:-1] or not chosen[:-1] or not all(replies) or replies[0] == replies[1]:
-        return None
-    return chosen[:-1], replies[0], replies[1]
-
-
-def fit_pair(prompt: list[int], replies: list[list[int]], max_length: int) -> tuple[list[int], list[list[int]]]:
-    longer = max(len(reply) for reply in replies)
-    if len(prompt) + longer <= max_length:
-        return prompt, replies
-    keep = max_length - longer
-    floor = max(0, min(MIN_PROMPT_TOKENS, len(prompt), max_length - 1))
-    if keep < floor:
-        keep = floor
-        replies = [reply[:max_length - keep] for reply in replies]
-    return prompt[len(prompt) - keep:], replies
+    finding, prompt, chosen, rejected = parse_pair(row, where, "jsonl")
+    return None if finding else (prompt, chosen, rejected)
 
 
 def encode_pairs(tokenizer, rows: list[dict], max_length: int) -> tuple[list[dict], int]:
-    """(pairs of prompt_ids / chosen_ids / rejected_ids, number of rows left out)."""
-    from tunesmith.data.chat import choose_template, renderer
+    """(pairs of prompt_ids / chosen_ids / rejected_ids as tunesmith encodes them, number of rows left out)."""
+    from tunesmith.data.chat import IGNORE_INDEX, choose_template, renderer
+    from tunesmith.data.preference_encode import encode_pair
 
     render = renderer(tokenizer, choose_template(tokenizer))
-    tokens = lambda text: list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])  # noqa: E731
     encoded, left_out = [], 0
-    for row in rows:
-        parts = prompt_and_replies(row)
+    for number, row in enumerate(rows, start=1):
+        parts = prompt_and_replies(row, f"row {number}")
         if parts is None:
             left_out += 1
             continue
-        prompt, *replies = parts
-        prompt_text = render(prompt, add_generation_prompt=True)
-        reply_ids = []
-        for reply in replies:
-            full = render(prompt + [{"role": "assistant", "content": reply}])
-            if not full.startswith(prompt_text):
-                raise ValueError("the chat template does not render the prompt as a prefix of the dialogue")
-            reply_ids.append(tokens(full[len(prompt_text):]))
-        prompt_ids, (chosen_ids, rejected_ids) = fit_pair(tokens(prompt_text), reply_ids, max_length)
-        encoded.append({"prompt_ids": prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids})
+        feature, _ = encode_pair(tokenizer, render, *parts, max_length)
+        prompt_len = feature["chosen_labels"].count(IGNORE_INDEX)
+        pair = {"prompt_ids": feature["chosen_input_ids"][:prompt_len]}
+        for side in ("chosen", "rejected"):
+            if feature[f"{side}_input_ids"][:prompt_len] != pair["prompt_ids"]:
+                raise ValueError(f"row {number}: the two sides do not share the prompt tokens")
+            pair[f"{side}_ids"] = feature[f"{side}_input_ids"][prompt_len:]
+        encoded.append(pair)
     return encoded, left_out
 
 

@@ -1,5 +1,5 @@
-"""benchmarks/hh_dpo.py and benchmarks/preference_pairs.py: HH dialogues -> prompt/replies, tokenization that
-keeps the reply, the collated layout TRL's collator produces from the same ids, the seeded split, the
+"""benchmarks/hh_dpo.py and benchmarks/preference_pairs.py: HH dialogues -> prompt/replies and token ids through
+tunesmith's data layer (prompt ids and reply ids apart, the reply kept under truncation), the collated layout TRL's collator produces from the same ids, the seeded split, the
 held-out scoring of an untrained adapter, and that the tunesmith contender's recipe validates."""
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ def test_dialogue_prompt_and_replies():
     assert pairs.prompt_and_replies(earlier) is None  # the sides differ before the last reply
     assert pairs.prompt_and_replies({"chosen": ROW["chosen"], "rejected": ROW["chosen"]}) is None
     assert pairs.prompt_and_replies({"chosen": ROW["chosen"], "rejected": ROW["rejected"][:-len("Use a pin.")]}) is None
-    assert pairs.dialogue("Be kind.\n\nHuman: hi\n\nAssistant:  hello \n")[0] == {"role": "system",
-                                                                                  "content": "Be kind."}
 
 
 def test_encoding_keeps_the_reply_and_fits_max_length(tiny_llama_dir):
@@ -63,27 +61,6 @@ def test_encoding_keeps_the_reply_and_fits_max_length(tiny_llama_dir):
     (floor,), _ = pairs.encode_pairs(tokenizer, [ROW], max_length=8 + 3)  # 8 prompt tokens at least: replies cut
     assert floor["prompt_ids"] == full["prompt_ids"][-8:]
     assert floor["chosen_ids"] == full["chosen_ids"][:3] and floor["rejected_ids"] == full["rejected_ids"][:3]
-
-
-def test_the_same_ids_as_the_data_layer(tiny_llama_dir):
-    """Once data/preference_encode.py is on main: the harness's ids are tunesmith's own."""
-    encode = pytest.importorskip("tunesmith.data.preference_encode", reason="the dpo data layer is not merged yet")
-    from transformers import AutoTokenizer
-
-    from tunesmith.data.chat import choose_template, renderer
-    from tunesmith.data.preference_data import hh_messages
-
-    pairs = module("preference_pairs")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
-    assert pairs.dialogue(ROW["chosen"]) == hh_messages(ROW["chosen"], "row 1", "chosen")
-    prompt, chosen, rejected = pairs.prompt_and_replies(ROW)
-    render = renderer(tokenizer, choose_template(tokenizer))
-    for max_length in (512, 20, 11):
-        (ours,), _ = pairs.encode_pairs(tokenizer, [ROW], max_length=max_length)
-        theirs, _ = encode.encode_pair(tokenizer, render, prompt, chosen, rejected, max_length)
-        assert theirs["chosen_input_ids"] == ours["prompt_ids"] + ours["chosen_ids"]
-        assert theirs["rejected_input_ids"] == ours["prompt_ids"] + ours["rejected_ids"]
-        assert theirs["chosen_labels"].count(-100) == len(ours["prompt_ids"])
 
 
 def test_trl_collator_builds_the_same_batch_from_the_same_ids():
