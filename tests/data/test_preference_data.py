@@ -168,8 +168,8 @@ def test_bad_pairs_are_dropped_counted_and_named(tmp_path):
     splits, _ = load(path, validation={"split": 0.2})
     assert len(splits.train) + len(splits.validation) == 6
     assert sorted(all_rows(splits)["line"]) == [1, 2, 4, 7, 9, 10]
-    assert splits.notes == [f"dropped 4 of 10 pairs of {path}: 1 prompt_mismatch (lines 3); "
-                            f"2 empty_reply (lines 5, 6); 1 identical_replies (lines 8)"]
+    assert splits.notes == [f"dropped 4 of 10 pairs of {path}: 1 prompt_mismatch (line 3); "
+                            f"2 empty_reply (lines 5, 6); 1 identical_replies (line 8)"]
     findings = splits.findings
     assert [(f.code, f.severity, f.count) for f in findings.findings] == [
         ("prompt_mismatch", "warning", 1), ("empty_reply", "warning", 2), ("identical_replies", "warning", 1)]
@@ -286,11 +286,11 @@ def test_findings_add_up_over_the_files(tmp_path):
     valid.write_text(json.dumps(string_rows(3) + [{"prompt": "q", "chosen": "", "rejected": "x"}]), encoding="utf-8")
     splits, _ = load(train, validation=str(valid))
     assert (len(splits.train), len(splits.validation)) == (7, 3)
-    assert splits.notes[1] == f"dropped 1 of 4 pairs of {valid}: 1 empty_reply (items 4)"
+    assert splits.notes[1] == f"dropped 1 of 4 pairs of {valid}: 1 empty_reply (item 4)"
     empty = splits.findings.by_code("empty_reply")
     assert empty.count == 3
     assert empty.message == (f"3 pairs dropped: the chosen or the rejected reply is empty ({train} lines 5, 6; "
-                             f"{valid} items 4)")
+                             f"{valid} item 4)")
     assert empty.examples[-1] == {"file": str(valid), "line": 4}
 
 

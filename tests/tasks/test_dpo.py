@@ -18,7 +18,7 @@ import yaml
 from task_fixtures import dpo as dpo_fixture
 from tunesmith.cli import main
 from tunesmith.config.recipe import validate_recipe
-from tunesmith.errors import RecipeError
+from tunesmith.errors import DataError, RecipeError
 from tunesmith.recipes.finetune import FineTune, finetune
 from tunesmith.tasks import make_task
 
@@ -177,3 +177,18 @@ def test_resume_is_the_same_run(models, tmp_path):
     a = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
     b = load_file(tmp_path / "reference" / "model" / "model.safetensors")
     assert all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
+
+
+def test_bad_pairs_are_dropped_and_named_or_stop_the_run_with_inspect_fail_on(models, tmp_path):
+    raw = dpo_recipe(models, tmp_path, method={"name": "lora"})
+    raw["train"]["max_steps"] = 1
+    with open(raw["data"]["train"], "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"prompt": "say the word one", "chosen": "one", "rejected": "one "}) + "\n")
+    lines = []
+    result = finetune(validate_recipe(raw), echo=lines.append)
+    assert result["data"]["train"] + result["data"]["validation"] == 48, "the identical pair was dropped"
+    assert any("[identical_replies]" in line and "line 49" in line for line in lines)
+    raw["inspect"] = {"fail_on": ["identical_replies"]}
+    raw["output"] = str(tmp_path / "stopped")
+    with pytest.raises(DataError, match="inspect found 1 problem\\(s\\) listed in inspect.fail_on: identical_replies"):
+        finetune(validate_recipe(raw), echo=quiet)

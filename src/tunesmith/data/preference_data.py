@@ -272,14 +272,14 @@ def read_pairs(spec, path: str, columns: dict, invalid_pairs: str = "drop") -> t
     return out, dropped
 
 
-def _listed(lines: list) -> str:
-    """The first MAX_LINES_SHOWN line numbers, then ", ..." when there are more."""
-    return ", ".join(str(n) for n in lines[:MAX_LINES_SHOWN]) + (", ..." if len(lines) > MAX_LINES_SHOWN else "")
+def _listed(lines: list, unit: str = "line") -> str:
+    """"line 7" / "lines 7, 9": the first MAX_LINES_SHOWN line numbers, then ", ..." when there are more."""
+    return f"{unit}{'s' if len(lines) > 1 else ''} " + ", ".join(str(n) for n in lines[:MAX_LINES_SHOWN]) + (", ..." if len(lines) > MAX_LINES_SHOWN else "")
 
 
 def drop_note(path: str, total: int, dropped: dict, unit: str = "line") -> str:
     """e.g. "dropped 5 of 2312 pairs of f.jsonl: 5 prompt_mismatch (lines 1255, 1689, ...)"."""
-    parts = [f"{len(lines)} {code} ({unit}s {_listed(lines)})" for code, lines in dropped.items()]
+    parts = [f"{len(lines)} {code} ({_listed(lines, unit)})" for code, lines in dropped.items()]
     count = sum(len(lines) for lines in dropped.values())
     return f"dropped {count} of {total} pairs of {path}: {'; '.join(parts)}"
 
@@ -294,8 +294,8 @@ def _add_findings(findings: PairFindings, places: dict, path: str, dropped: dict
             findings.findings.append(finding)
         finding.count += len(lines)
         finding.examples += [{"file": path, "line": n} for n in lines[:MAX_LINES_SHOWN]]
-        places.setdefault(code, []).append(f"{path} {unit}s {_listed(lines)}")
-        finding.message = f"{finding.count} pairs dropped: {_PROBLEMS[code]} ({'; '.join(places[code])})"
+        places.setdefault(code, []).append(f"{path} {_listed(lines, unit)}")
+        finding.message = f"{finding.count} pair{'s' if finding.count > 1 else ''} dropped: {_PROBLEMS[code]} ({'; '.join(places[code])})"
 
 
 # --- the splits ------------------------------------------------------------------------------------------

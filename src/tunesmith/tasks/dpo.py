@@ -31,10 +31,12 @@ from tunesmith.artifacts import write_text_atomic
 from tunesmith.data.packing import IGNORE_INDEX
 from tunesmith.data.preference_data import load_preference_splits
 from tunesmith.data.preference_encode import encode_pairs, make_preference_loader
+from tunesmith.data.findings import promote_failures
 from tunesmith.errors import RecipeError
 from tunesmith.evaluation.preference import (
     PAIR_METRICS, SideLogps, pair_records, preference_losses, sequence_logps, summarize_pairs,
 )
+from tunesmith.inspection import check_failures
 from tunesmith.tasks.sft import SFTTask
 
 log = logging.getLogger("tunesmith.tasks")
@@ -71,8 +73,18 @@ class DPOTask(SFTTask):
         return self.splits
 
     def inspect_data(self, splits, tokenizer, echo) -> None:
-        if self.findings is not None:
-            self.findings.echo_findings(echo, counts=False)
+        """The pairs dropped (or found) while reading; `inspect.fail_on: [prompt_mismatch, ...]` stops the run."""
+        if self.findings is None:
+            return
+        promote_failures(self.findings.findings, self.recipe.inspect.fail_on)
+        self.findings.echo_findings(echo, counts=False)
+        check_failures(self.findings)
+
+    def inspect_recipe(self, *, tokens: bool = True):
+        """`tunesmith inspect RECIPE`: the pair findings as `train` makes them."""
+        self.load_data()
+        promote_failures(self.findings.findings, self.recipe.inspect.fail_on)
+        return self.findings
 
     def inspect_summary(self) -> dict | None:
         return None if self.findings is None else self.findings.summary()
