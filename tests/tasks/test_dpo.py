@@ -192,3 +192,19 @@ def test_bad_pairs_are_dropped_and_named_or_stop_the_run_with_inspect_fail_on(mo
     raw["output"] = str(tmp_path / "stopped")
     with pytest.raises(DataError, match="inspect found 1 problem\\(s\\) listed in inspect.fail_on: identical_replies"):
         finetune(validate_recipe(raw), echo=quiet)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "full"])
+def test_the_metrics_before_training_are_the_reference_scored_against_itself(models, tmp_path, method):
+    """before_training takes them from the reference pass (no second pass); a real policy pass agrees."""
+    from tunesmith.evaluation.preference import PAIR_METRICS
+
+    raw = dpo_recipe(models, tmp_path, method={"name": method, **({"dropout": 0.3} if method != "full" else {})})
+    run = FineTune(validate_recipe(raw), echo=quiet)
+    run.setup()
+    loader = run.loaders.held_out["validation"]
+    measured = run.task.evaluate(run.model, loader, run.accelerator)  # the policy, the reference computed live
+    kept, before = run.task.score_with_reference(run.model, loader, run.accelerator, "reference")
+    assert before["pairs"] == measured["pairs"] == 12 and torch.isfinite(kept).all()
+    for name in PAIR_METRICS:
+        assert before[name] == pytest.approx(measured[name], abs=1e-5), name

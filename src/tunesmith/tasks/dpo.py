@@ -147,34 +147,42 @@ class DPOTask(SFTTask):
             return SideLogps.from_sequences(*sequence_logps(module, batch))
 
     @torch.no_grad()
-    def score_with_reference(self, model, loader, device, desc: str) -> torch.Tensor:
-        """(pairs, 2): the reference's summed reply log-probs of every pair of `loader`, chosen and rejected.
-        Kept on the task, never written into the data (the checkpoint's data fingerprint stays the same)."""
+    def score_with_reference(self, model, loader, accelerator, desc: str) -> tuple[torch.Tensor, dict]:
+        """(kept, before): the reference's summed reply log-probs of every pair of `loader` ((pairs, 2), chosen
+        and rejected; kept on the task, never written into the data, so the checkpoint's data fingerprint does
+        not change), and the held-out metrics before training. Those need no second pass: before any step
+        the policy computes what the reference does (a new adapter adds zero; a full fine-tune starts from
+        the copy), so its metrics are the reference scored against itself."""
         kept = torch.full((len(loader.dataset), 2), float("nan"))
+        rows = []
         was_training = model.training
         model.eval()
-        for batch in tqdm(loader, desc=desc, leave=False):
-            batch = {k: v.to(device) for k, v in batch.items()}
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             scores = self.reference_logps(model, batch)
             kept[batch["pair_index"].cpu()] = torch.stack([scores.chosen, scores.rejected], 1).float().cpu()
+            losses = preference_losses(self.preference, scores, scores)
+            rows.append(accelerator.gather_for_metrics(pair_records(losses, scores)).cpu())
         model.train(was_training)
-        return kept
+        return kept, summarize_pairs(torch.cat(rows) if rows else torch.zeros(0, len(PAIR_METRICS)))
 
     def before_training(self, model, tokenizer, eval_loaders: dict, accelerator, *, train_data=None) -> None:
-        """The reference's log-probs of the held-out pairs (and, precomputed, the training pairs) once; then the
-        pretrained model's held-out metrics and generations, as for sft."""
+        """One reference pass over the held-out pairs (kept, and the metrics before training); with
+        `reference: precomputed` one over the training pairs; then generations from the held-out prompts.
+        simpo (no reference) evaluates the pretrained model as sft does."""
+        if not self.preference.uses_reference:
+            return super().before_training(model, tokenizer, eval_loaders, accelerator)
         if self.reference_model is not None:
             self.reference_model.to(accelerator.device)
-        if self.preference.uses_reference:
-            for name, loader in eval_loaders.items():
-                self.kept[id(loader.dataset)] = self.score_with_reference(model, loader, accelerator.device,
-                                                                          f"{name} (reference)")
-            if self.preference.reference == "precomputed" and train_data is not None:
-                batch = self.recipe.train.eval_batch_size or self.recipe.train.batch_size * 2
-                loader = self.make_loader(train_data, tokenizer, batch_size=batch, order="by_length")
-                self.kept_train = self.score_with_reference(model, loader, accelerator.device, "train (reference)")
-                self.reference_model = None  # training reads the kept numbers: one model in memory
-        super().before_training(model, tokenizer, eval_loaders, accelerator)
+        for name, loader in eval_loaders.items():
+            self.kept[id(loader.dataset)], self.before[name] = self.score_with_reference(
+                model, loader, accelerator, f"{name} (reference)")
+        if self.preference.reference == "precomputed" and train_data is not None:
+            batch = self.recipe.train.eval_batch_size or self.recipe.train.batch_size * 2
+            loader = self.make_loader(train_data, tokenizer, batch_size=batch, order="by_length")
+            self.kept_train = self.score_with_reference(model, loader, accelerator, "train (reference)")[0]
+            self.reference_model = None  # training reads the kept numbers: one model in memory
+        self.generate_before(model, tokenizer, accelerator)
 
     # ---- training and evaluation ------------------------------------------------------------
     def pair_losses(self, model, batch, kept: torch.Tensor | None) -> tuple[dict, SideLogps]:

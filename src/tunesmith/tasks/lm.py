@@ -132,6 +132,10 @@ class LMTask(Task):
         """The pretrained model: held-out loss/perplexity, and generations from the sample prompts."""
         self.before = {name: self.evaluate(model, loader, accelerator, desc=f"{name} (pretrained)")
                        for name, loader in eval_loaders.items()}
+        self.generate_before(model, tokenizer, accelerator)
+
+    def generate_before(self, model, tokenizer, accelerator) -> None:
+        """Generations of the pretrained model from the sample prompts (eval.json "generations": before)."""
         prompts = self.sample_prompts()
         if prompts and accelerator.is_main_process:
             texts = self._generate(accelerator.unwrap_model(model), tokenizer,
