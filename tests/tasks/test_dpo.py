@@ -233,9 +233,11 @@ def test_the_example_recipe_reads_hh_pairs_and_trains_smollm2(shared_data, tmp_p
     assert 0 <= result["validation"]["reward_accuracy"] <= 1 and math.isfinite(result["validation"]["loss"])
 
 
-@pytest.mark.parametrize("method", ["freeze", "bitfit", "dora"])
+@pytest.mark.parametrize("method", [{"name": "freeze", "freeze": "layers", "layers": 1}, {"name": "dora"}])
 def test_every_other_method_trains_dpo_against_the_right_reference(models, tmp_path, method):
-    raw = dpo_recipe(models, tmp_path, method={"name": method})
+    """(bitfit: Llama has no biases and a causal LM no task head, so it is refused there, as for sft.)"""
+    raw = dpo_recipe(models, tmp_path, method=method)
+    method = method["name"]
     raw["train"]["max_steps"] = 3
     run = FineTune(validate_recipe(raw), echo=quiet)
     run.setup()
