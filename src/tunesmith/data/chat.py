@@ -54,20 +54,27 @@ def alpaca_messages(instruction: str, input: str | None = None, output: str | No
     return messages
 
 
+def message_list(value: list, label: str) -> list[dict]:
+    """Each item of `value` as a {role, content} message with a known role and a string content; errors start
+    with `label` ("<where>: message", "<where>: chosen message") and the message's number."""
+    messages = []
+    for n, message in enumerate(value, 1):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise DataError(f"{label} {n} must be an object with 'role' and 'content'")
+        role, content = message["role"], message["content"]
+        if role not in ROLES:
+            raise DataError(f"{label} {n} has role {shown(role)}; roles are {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise DataError(f"{label} {n} content must be a string")
+        messages.append({"role": role, "content": content})
+    return messages
+
+
 def check_messages(value: Any, where: str) -> list[dict]:
     """`value` as a list of {role, content} messages with known roles and at least one assistant turn."""
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
-    messages = []
-    for n, message in enumerate(value, 1):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise DataError(f"{where}: message {n} must be an object with 'role' and 'content'")
-        role, content = message["role"], message["content"]
-        if role not in ROLES:
-            raise DataError(f"{where}: message {n} has role {shown(role)}; roles are {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise DataError(f"{where}: message {n} content must be a string")
-        messages.append({"role": role, "content": content})
+    messages = message_list(value, f"{where}: message")
     if not any(m["role"] == "assistant" for m in messages):
         raise DataError(f"{where}: the conversation has no assistant message to learn from")
     if messages[0]["role"] == "assistant":

@@ -48,7 +48,7 @@ from typing import Any
 
 import pandas as pd
 
-from tunesmith.data.chat import ROLES
+from tunesmith.data.chat import message_list
 from tunesmith.data.findings import Finding, FindingsReport
 from tunesmith.data.readers import (check_file, decode_text, infer_format, is_gzip, read_json_records,
                                     read_jsonl_records, read_table)
@@ -136,17 +136,7 @@ def _messages(value: Any, where: str, what: str) -> list[dict]:
     """`value` as a non-empty list of {role, content} messages with known roles and string contents."""
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: {what} must be a string or a non-empty list of {{role, content}} messages")
-    messages = []
-    for n, message in enumerate(value, 1):
-        if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise DataError(f"{where}: {what} message {n} must be an object with 'role' and 'content'")
-        if message["role"] not in ROLES:
-            raise DataError(f"{where}: {what} message {n} has role {shown(message['role'])}; "
-                            f"roles are {', '.join(ROLES)}")
-        if not isinstance(message["content"], str):
-            raise DataError(f"{where}: {what} message {n} content must be a string")
-        messages.append({"role": message["role"], "content": message["content"]})
-    return messages
+    return message_list(value, f"{where}: {what} message")
 
 
 def hh_messages(text: str, where: str, what: str) -> list[dict]:
