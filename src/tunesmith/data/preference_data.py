@@ -53,7 +53,7 @@ from tunesmith.data.findings import Finding, FindingsReport
 from tunesmith.data.readers import (check_file, decode_text, infer_format, is_gzip, read_json_records,
                                     read_jsonl_records, read_table)
 from tunesmith.data.split import split_frame
-from tunesmith.errors import DataError, shown
+from tunesmith.errors import DataError
 
 PREFERENCE_ROLES = ("prompt", "chosen", "rejected")
 PAIR_FINDINGS = ("prompt_mismatch", "empty_reply", "identical_replies")
