@@ -1,7 +1,7 @@
 """Command line: parse arguments, call one function per command, turn errors into one line + exit 2.
 
 Every command lives in this package: train, predict, evaluate, generate, models (here); inspect (cli/inspect.py);
-report, compare (cli/report.py); plan, export (cli/plan_export.py). Every table they print is cli/tables.py.
+report, compare (cli/report.py); plan, export (cli/plan_export.py); tune (cli/tune.py). Every table they print is cli/tables.py.
 Heavy modules (torch, transformers) are imported inside the commands, after the recipe is validated, so a bad
 recipe fails fast."""
 
@@ -20,6 +20,8 @@ from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
 from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
 from tunesmith.cli.report import add_parsers as add_report_parsers
 from tunesmith.cli.tables import fail
+from tunesmith.cli.tune import COMMANDS as TUNE_COMMANDS
+from tunesmith.cli.tune import add_parser as add_tune_parser
 from tunesmith.train.run_claim import check_output
 
 EXIT_USER_ERROR = 2
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect_parser(commands)  # cli/inspect.py
     add_report_parsers(commands)  # report, compare: cli/report.py
     add_plan_export_parsers(commands)  # plan, export: cli/plan_export.py
+    add_tune_parser(commands)  # tune: cli/tune.py
     commands.add_parser("models", help="list the packaged models")
     return parser
 
@@ -174,6 +177,7 @@ COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict, 
             "generate": cmd_generate}
 COMMANDS.update(REPORT_COMMANDS)  # report, compare
 COMMANDS.update(PLAN_EXPORT_COMMANDS)  # plan, export
+COMMANDS.update(TUNE_COMMANDS)  # tune
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from tunesmith.config.preference import PreferenceSpec
 from tunesmith.config.regression import RegressionSpec
 from tunesmith.config.report import ReportSpec
 from tunesmith.config.token_classification import TokenClassificationSpec
+from tunesmith.config.tune import TuneSpec
 from tunesmith.errors import RecipeError, shown
 
 
@@ -160,9 +161,11 @@ class Recipe(Section):
     method: MethodSpec = Field(default_factory=MethodSpec)  # full | freeze | bitfit | lora | dora (tunesmith/methods/)
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)  # majority | tfidf | scratch (tunesmith/baselines/)
     report: ReportSpec = Field(default_factory=ReportSpec)  # report.html, trackers (tunesmith/report/)
+    tune: TuneSpec | None = None  # `tunesmith tune`'s search space (config/tune.py); `tunesmith train` ignores it
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        unused = {"tune"} if self.tune is None else None  # a run's recipe.yaml has no empty tune: key
+        return yaml.safe_dump(self.model_dump(mode="json", exclude=unused), sort_keys=False)
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> Recipe:
@@ -244,6 +247,16 @@ def _parse_override(item: str) -> tuple[str, Any]:
     except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: the text itself
         value = text
     return key.strip(), value
+
+
+def with_values(raw: dict, values: dict[str, Any]) -> dict:
+    """A deep copy of a raw recipe mapping with each dotted key (`train.lr`) set to its value."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for key, value in values.items():
+        _set_dotted(raw, key, value)
+    return raw
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:

@@ -40,8 +40,9 @@ from tunesmith.train.run_claim import STAGING, claim_run_dir
 from tunesmith.train.stopping import EarlyStopper
 
 
-def finetune(recipe, *, echo=print) -> dict:
-    """Run the recipe; return the final results (also written to RUN/eval.json).
+def finetune(recipe, *, echo=print, judge=None) -> dict:
+    """Run the recipe; return the final results (also written to RUN/eval.json). `judge(value, step)`, when given,
+    is asked after each validation whether to stop early (train/stopping.py; `tunesmith tune`'s pruner).
 
     File safety (train/run_claim.py): RUN is checked and locked first; a finished run being overwritten stays as
     it is while the new run trains in RUN/.overwrite, whose files replace it only once the new run has finished."""
@@ -49,7 +50,7 @@ def finetune(recipe, *, echo=print) -> dict:
         if recipe.resume and (done := finished_result(run_dir)) is not None:
             echo(f"note: {recipe.output} already finished (eval.json, no checkpoint left): nothing to resume")
             return done
-        run = FineTune(recipe, run_dir=run_dir, echo=echo)
+        run = FineTune(recipe, run_dir=run_dir, echo=echo, judge=judge)
         run.setup()
         run.train()
         result = run.finish()
@@ -87,9 +88,10 @@ class Loaders:
 
 
 class FineTune:
-    def __init__(self, recipe, *, run_dir: RunDir | None = None, echo=print):
+    def __init__(self, recipe, *, run_dir: RunDir | None = None, echo=print, judge=None):
         self.recipe = recipe
         self.echo = echo
+        self.judge = judge
         self.run = run_dir or RunDir(recipe.output)  # RUN, or RUN/.overwrite (finetune)
         self.started = time.perf_counter()
 
@@ -114,7 +116,8 @@ class FineTune:
         self.loaders = Loaders(train_loader, dict(zip(loaders.held_out, held_out)))
         stop = settings.early_stopping
         metric = self.task.stop_metric
-        self.stopper = EarlyStopper(metric, self.task.metric_mode(metric), stop.patience, stop.target, stop.min_delta)
+        self.stopper = EarlyStopper(metric, self.task.metric_mode(metric), stop.patience, stop.target, stop.min_delta,
+                                    judge=self.judge)
         self.checkpoints = Checkpointer(
             self.run, recipe, model=self.model, optimizer=self.optimizer, schedule=self.schedule,
             accelerator=self.accelerator, stopper=self.stopper, plan=self.plan, train_loader=train_loader,

@@ -71,11 +71,11 @@ _MEMORY_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                  "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
-def parse_duration(text: str) -> float:
-    """'30m', '1h30m', '90s', '1.5h' -> seconds."""
+def parse_duration(text: str, option: str = "--time-budget") -> float:
+    """'30m', '1h30m', '90s', '1.5h' -> seconds (a PlanError naming `option` otherwise)."""
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip().lower())
     if not parts or re.sub(r"\d+(?:\.\d+)?\s*[smhd]", "", text.strip().lower()).strip():
-        raise PlanError(f"--time-budget {shown(text)}: expected a duration such as 30m, 1h30m, 90s or 1.5h")
+        raise PlanError(f"{option} {shown(text)}: expected a duration such as 30m, 1h30m, 90s or 1.5h")
     return sum(float(n) * _TIME_UNITS[u] for n, u in parts)
 
 

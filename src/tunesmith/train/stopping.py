@@ -1,8 +1,13 @@
-"""When to stop: a metric target reached, or no improvement for `patience` evaluations."""
+"""When to stop: a metric target reached, no improvement for `patience` evaluations, or an outside judge's
+word (`tunesmith tune`'s pruner: recipes/tune.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+# (value, step) -> why to stop now, or None; called after each evaluation the stopper itself does not end
+Judge = Callable[[float, int], Optional[str]]
 
 
 @dataclass
@@ -16,6 +21,7 @@ class EarlyStopper:
     best_step: int | None = None
     bad_evals: int = 0
     reason: str | None = None
+    judge: Judge | None = field(default=None, repr=False, compare=False)  # not state: set anew by each process
 
     def improved(self, value: float) -> bool:
         if self.best is None:
@@ -37,6 +43,8 @@ class EarlyStopper:
                 f"{self.metric} did not improve for {self.patience} evaluations "
                 f"(best {self.best:.4f} at step {self.best_step})"
             )
+        elif self.judge is not None:
+            self.reason = self.judge(value, step)
         return is_best
 
     @property
@@ -44,7 +52,7 @@ class EarlyStopper:
         return self.reason is not None
 
     def state_dict(self) -> dict:
-        return dict(vars(self))
+        return {key: value for key, value in vars(self).items() if key != "judge"}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
