@@ -208,3 +208,40 @@ def test_a_killed_study_continues_without_repeating_finished_trials(tiny_bert_di
     retry = summary["trials"][2]
     assert retry["values"] == summary["trials"][1]["values"]
     assert retry["run_dir"] == str(tmp_path / "study" / "trials" / "001")
+
+
+def test_storage_timeout_and_pruner_options_reach_optuna(tiny_bert_dir, tmp_path):
+    import optuna
+
+    from tunesmith.recipes.tune_study import make_pruner, make_sampler
+
+    raw = recipe_with_space(tmp_path, tiny_bert_dir, {"train.lr": {"log_uniform": [1e-4, 3e-3]}}, trials=5)
+    storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    summary = tune(validate_recipe(raw), "recipe.yaml", storage=storage, timeout_s=0.001,
+                   output=str(tmp_path / "study"), echo=quiet)
+    assert len(summary["trials"]) == 1  # the timeout stops new trials; the running one finishes
+    assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "study" / "study.db").exists()
+    loaded = optuna.load_study(study_name="tunesmith", storage=storage)
+    assert [t.state.name for t in loaded.trials] == ["COMPLETE"]
+    spec = validate_recipe({**raw, "tune": {**raw["tune"], "pruner": "halving", "sampler": "random"}}).tune
+    assert isinstance(make_pruner(spec), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_sampler(spec, 0), optuna.samplers.RandomSampler)
+    spec = validate_recipe({**raw, "tune": {**raw["tune"], "pruner": "none"}}).tune
+    assert isinstance(make_pruner(spec), optuna.pruners.NopPruner)
+    assert isinstance(make_sampler(spec, 0), optuna.samplers.TPESampler)
+
+
+def test_a_tune_directory_of_other_files_or_another_space_is_refused(tiny_bert_dir, tmp_path, capsys):
+    raw = recipe_with_space(tmp_path, tiny_bert_dir, {"train.lr": [1e-3]}, trials=1)
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("keep me")
+    path = write_recipe(tmp_path, raw)
+    assert main(["tune", str(path), "--output", str(tmp_path / "theirs")]) == 2
+    assert "not a tunesmith tune directory (holds notes.txt)" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "theirs").iterdir()) == ["notes.txt"]
+    assert main(["tune", str(path), "--output", str(tmp_path / "study")]) == 0
+    raw["tune"]["space"] = {"train.lr": [2e-3]}
+    path = write_recipe(tmp_path, raw)
+    capsys.readouterr()
+    assert main(["tune", str(path), "--output", str(tmp_path / "study")]) == 2
+    assert "its study was run with another recipe or search space" in capsys.readouterr().err
