@@ -19,6 +19,8 @@ from tunesmith.cli.plan_export import COMMANDS as PLAN_EXPORT_COMMANDS
 from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
 from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
 from tunesmith.cli.report import add_parsers as add_report_parsers
+from tunesmith.cli.serve import COMMANDS as SERVE_COMMANDS  # serve: cli/serve.py
+from tunesmith.cli.serve import add_parser as add_serve_parser
 from tunesmith.cli.tables import fail
 from tunesmith.train.run_claim import check_output
 
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inspect_parser(commands)  # cli/inspect.py
     add_report_parsers(commands)  # report, compare: cli/report.py
     add_plan_export_parsers(commands)  # plan, export: cli/plan_export.py
+    add_serve_parser(commands)  # serve: cli/serve.py
     commands.add_parser("models", help="list the packaged models")
     return parser
 
@@ -174,6 +177,7 @@ COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict, 
             "generate": cmd_generate}
 COMMANDS.update(REPORT_COMMANDS)  # report, compare
 COMMANDS.update(PLAN_EXPORT_COMMANDS)  # plan, export
+COMMANDS.update(SERVE_COMMANDS)  # serve
 
 
 def main(argv: list[str] | None = None) -> int:

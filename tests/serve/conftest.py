@@ -1,0 +1,60 @@
+"""Tiny finished runs to serve (trained for a few steps on the tiny random models) and a server on a free
+127.0.0.1 port on a background thread, so the tests talk real HTTP."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lm_helpers import lm_recipe, number_rows, write_json
+from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))  # task_fixtures (the NER data set)
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+def train(raw: dict) -> Path:
+    raw["baselines"] = False
+    raw.setdefault("report", {})["html"] = False
+    finetune(validate_recipe(raw), echo=quiet)
+    return Path(raw["output"])
+
+
+@pytest.fixture(scope="session")
+def classifier_run(tiny_bert_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("serve_classifier")
+    data = write_csv(root / "train.csv", sentiment_rows(160, seed=1))
+    return train(tiny_recipe(tiny_bert_dir, data, root / "sentiment"))
+
+
+@pytest.fixture(scope="session")
+def int8_export(classifier_run, tmp_path_factory) -> Path:
+    from tunesmith.recipes.export import export_run
+
+    out = tmp_path_factory.mktemp("serve_export") / "sentiment-int8"
+    export_run(classifier_run, "int8", output=out, echo=quiet)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ner_run(tiny_bert_dir, tmp_path_factory) -> Path:
+    from task_fixtures import token_classification
+
+    root = tmp_path_factory.mktemp("serve_ner")
+    raw = token_classification({"bert": tiny_bert_dir}, root)["raw"]
+    raw["train"].update(epochs=6)  # as tests/tasks/test_token_classification.py: F1 >= 0.5, entities found
+    return train(raw)
+
+
+@pytest.fixture(scope="session")
+def sft_run(tiny_llama_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("serve_sft")
+    data = write_json(root / "alpaca.json", number_rows(40))
+    return train(lm_recipe(tiny_llama_dir, "sft", data, root / "numbers", epochs=1))
