@@ -1,5 +1,5 @@
-"""Tiny finished runs to serve (trained for a few steps on the tiny random models) and a server on a free
-127.0.0.1 port on a background thread, so the tests talk real HTTP."""
+"""Tiny finished runs to serve, trained for a few steps on the tiny random models (session-scoped: trained once);
+the tests start their servers on a free 127.0.0.1 port on a background thread and talk real HTTP."""
 
 from __future__ import annotations
 
@@ -10,21 +10,9 @@ import pytest
 
 from lm_helpers import lm_recipe, number_rows, write_json
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
-from tunesmith.config.recipe import validate_recipe
-from tunesmith.recipes.finetune import finetune
+from serve_helpers import quiet, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))  # task_fixtures (the NER data set)
-
-
-def quiet(*_args, **_kwargs):
-    pass
-
-
-def train(raw: dict) -> Path:
-    raw["baselines"] = False
-    raw.setdefault("report", {})["html"] = False
-    finetune(validate_recipe(raw), echo=quiet)
-    return Path(raw["output"])
 
 
 @pytest.fixture(scope="session")

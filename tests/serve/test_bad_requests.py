@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from http_helpers import request
+from serve_helpers import request
 from tunesmith.serve.app import create_app
 from tunesmith.serve.schemas import Limits
 from tunesmith.serve.server import BackgroundServer, load_service

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from http_helpers import request
+from serve_helpers import request
 from tunesmith.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -137,7 +137,7 @@ def test_the_api_key_is_required(server, model):
 
 
 def test_predict_is_not_an_endpoint_of_a_generating_run(server):
-    from http_helpers import request
+    from serve_helpers import request
 
     status, body = request(server.url + "/v1/predict", {"texts": ["x"]}, headers={"Authorization": f"Bearer {KEY}"})
     assert status == 404 and "serves a sft run" in body["error"]["message"]

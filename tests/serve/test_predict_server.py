@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from http_helpers import request
+from serve_helpers import request, train
 from tunesmith.recipes.predict import TrainedRun
 from tunesmith.serve.app import create_app
 from tunesmith.serve.server import BackgroundServer, load_service
@@ -147,3 +147,23 @@ def test_a_bounded_load_of_concurrent_clients_loses_no_request(server, expected)
     metrics = request(server.url + "/metrics")[1]
     assert metrics["endpoints"]["/v1/predict"]["by_status"]["200"] - before == 160
     assert metrics["queue_depth"] == 0 and metrics["batches"]["largest"] <= 32
+
+
+@pytest.mark.parametrize("task", ["regression", "multi_label"])
+def test_regression_and_multi_label_runs_give_their_predict_columns(task, tiny_bert_dir, tmp_path):
+    import task_fixtures
+
+    case = getattr(task_fixtures, task)({"bert": tiny_bert_dir}, tmp_path)
+    case["raw"]["train"].update(epochs=1)
+    run = train(case["raw"])
+    texts = [case["predict_text"], "the movie was boring", "guitar and football"]
+    with BackgroundServer(create_app(load_service(run))) as running:
+        status, body = request(running.url + "/v1/predict", {"texts": texts})
+    assert status == 200 and body["task"] == task
+    frame = TrainedRun(run).predict_texts(texts)
+    rows = body["predictions"]
+    if task == "regression":  # one target: `prediction` is the value in the user's units
+        assert all(set(row) == {"prediction"} for row in rows)
+        np.testing.assert_allclose([row["prediction"] for row in rows], frame["prediction"], atol=1e-5)
+    else:  # the labels over their thresholds, joined as `tunesmith predict` writes them, and every label's score
+        check_rows(rows, frame)

@@ -1,10 +1,15 @@
-"""Plain HTTP for the server tests (urllib: no client library between the test and the wire)."""
+"""Helpers of the server tests: plain HTTP (urllib: no client library between the test and the wire) and training
+a tiny run."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+from tunesmith.config.recipe import validate_recipe
+from tunesmith.recipes.finetune import finetune
 
 
 def request(url: str, body=None, *, method: str | None = None, headers: dict | None = None,
@@ -18,3 +23,15 @@ def request(url: str, body=None, *, method: str | None = None, headers: dict | N
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def quiet(*_args, **_kwargs):
+    pass
+
+
+def train(raw: dict) -> Path:
+    """Train a recipe (no baselines, no report.html); its run directory."""
+    raw["baselines"] = False
+    raw.setdefault("report", {})["html"] = False
+    finetune(validate_recipe(raw), echo=quiet)
+    return Path(raw["output"])
