@@ -46,3 +46,12 @@ def sft_run(tiny_llama_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve_sft")
     data = write_json(root / "alpaca.json", number_rows(40))
     return train(lm_recipe(tiny_llama_dir, "sft", data, root / "numbers", epochs=1))
+
+
+@pytest.fixture(scope="session")
+def causal_run(tiny_gpt2_dir, tmp_path_factory) -> Path:
+    from lm_helpers import shakespeare_slice
+
+    root = tmp_path_factory.mktemp("serve_causal")
+    data = shakespeare_slice(root / "shakespeare.txt", 3000)
+    return train(lm_recipe(tiny_gpt2_dir, "causal_lm", data, root / "poet", epochs=1, max_length=32))

@@ -24,8 +24,8 @@ def lm(sft_run):
 
 @pytest.fixture(scope="module")
 def server(sft_run):
-    service = load_service(sft_run, limits=Limits(max_tokens=32, max_prompt_tokens=40))
-    with BackgroundServer(create_app(service, api_key=KEY, limits=service.limits)) as running:
+    app = create_app(load_service(sft_run), api_key=KEY, limits=Limits(max_tokens=32, max_prompt_tokens=40))
+    with BackgroundServer(app) as running:
         yield running
 
 

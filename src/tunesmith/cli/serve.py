@@ -54,7 +54,7 @@ def cmd_serve(args) -> int:
     check_host(args.host, api_key)  # before the model loads
     limits = Limits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, max_text_chars=args.max_text_chars,
                     max_tokens=args.max_tokens, max_prompt_tokens=args.max_prompt_tokens)
-    service = load_service(args.run, name=args.model_name, limits=limits)
+    service = load_service(args.run, name=args.model_name)
 
     from tunesmith.cli.tables import console
     from tunesmith.serve.app import ENDPOINTS, create_app

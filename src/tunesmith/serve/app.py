@@ -39,13 +39,80 @@ def make_batcher(service, stats: Stats, *, window_ms: float, max_batch: int, max
                    on_batch=stats.record_batch, name="tunesmith-generate")
 
 
+class Endpoints:
+    """The handlers, over one service (what is served), its batcher, the caps and the stats."""
+
+    def __init__(self, service, batcher: Batcher, stats: Stats, limits: Limits, settings: dict):
+        self.service, self.batcher, self.stats, self.limits, self.settings = service, batcher, stats, limits, settings
+        self.created = int(time.time())
+
+    def require(self, kind: str) -> None:
+        if self.service.kind != kind:
+            raise RequestError(404, f"path: this server serves a {self.service.task} run; its endpoints are "
+                                    f"{ENDPOINTS[self.service.kind]}", param="path", kind="not_found_error")
+
+    def check_model(self, model: str | None) -> None:
+        if model is not None and model != self.service.name:
+            raise RequestError(404, f"model: {model!r} is not served here; this server serves "
+                                    f"{self.service.name!r}", param="model", kind="not_found_error")
+
+    def submit(self, item):
+        try:
+            return self.batcher.submit(item)
+        except QueueFull:
+            raise RequestError(503, f"queue: full ({self.settings['max_queue']} requests waiting, --max-queue); "
+                                    f"retry later", param=None, kind="server_busy") from None
+
+    async def health(self):
+        return {"status": "ok", "model": self.service.name, "task": self.service.task,
+                "queue_depth": self.batcher.depth()}
+
+    async def metrics(self):
+        return {"model": self.service.name, "task": self.service.task, **self.stats.snapshot(),
+                "settings": self.settings}
+
+    async def models(self):
+        return model_list(self.service.name, self.created)
+
+    async def predict(self, request: Request):
+        self.require("predict")
+        body = parse_body(await request.body(), PredictRequest)
+        self.check_model(body.model)
+        texts = check_texts(body, self.limits)
+        rows = await asyncio.wrap_future(self.submit(texts))
+        return {"object": "predictions", "model": self.service.name, "task": self.service.task, "predictions": rows}
+
+    async def completions(self, request: Request):
+        return await self.generate(request, chat=False)
+
+    async def chat_completions(self, request: Request):
+        return await self.generate(request, chat=True)
+
+    async def generate(self, request: Request, chat: bool):
+        self.require("generate")
+        body = parse_body(await request.body(), ChatRequest if chat else CompletionRequest)
+        self.check_model(body.model)
+        max_tokens = check_generation(body, self.limits)
+        prompt = body.conversation() if chat else body.prompt_text()
+        ids = self.service.encode(prompt, "messages" if chat else "prompt", self.limits)
+        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+        job = GenerationJob(ids, max_tokens, body.temperature, body.top_p, seed, body.stop_strings(), chat)
+        if not body.stream:
+            return completion(self.service.name, await asyncio.wrap_future(self.submit(job)), chat)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return stream(job, self.submit, ChunkWriter(self.service.name, chat), include_usage)
+
+
 def create_app(service, *, limits: Limits = Limits(), api_key: str | None = None, batch_window_ms: float = 5.0,
                max_batch_size: int = 32, max_queue: int = 256) -> FastAPI:
     stats = Stats()
     batcher = make_batcher(service, stats, window_ms=batch_window_ms, max_batch=max_batch_size,
                            max_queue=max_queue)
     stats.queue_depth = batcher.depth
-    created = int(time.time())
+    predicting = service.kind == "predict"
+    settings = {"batch_window_ms": batch_window_ms if predicting else 0,
+                "max_batch_size": max_batch_size if predicting else 1, "max_queue": max_queue}
+    endpoints = Endpoints(service, batcher, stats, limits, settings)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -57,70 +124,12 @@ def create_app(service, *, limits: Limits = Limits(), api_key: str | None = None
     app.state.stats, app.state.batcher, app.state.service = stats, batcher, service
     app.add_middleware(Guard, stats=stats, api_key=api_key, max_body_bytes=limits.max_body_bytes)
     add_error_handlers(app, service)
-
-    def require(kind: str) -> None:
-        if service.kind != kind:
-            raise RequestError(404, f"path: this server serves a {service.task} run; its endpoints are "
-                                    f"{ENDPOINTS[service.kind]}", param="path", kind="not_found_error")
-
-    def check_model(model: str | None) -> None:
-        if model is not None and model != service.name:
-            raise RequestError(404, f"model: {model!r} is not served here; this server serves {service.name!r}",
-                               param="model", kind="not_found_error")
-
-    def submit(item):
-        try:
-            return batcher.submit(item)
-        except QueueFull:
-            raise RequestError(503, f"queue: full ({max_queue} requests waiting, --max-queue); retry later",
-                               param=None, kind="server_busy") from None
-
-    @app.get("/health")
-    async def health():
-        return {"status": "ok", "model": service.name, "task": service.task, "queue_depth": batcher.depth()}
-
-    @app.get("/metrics")
-    async def metrics():
-        return {"model": service.name, "task": service.task, **stats.snapshot(),
-                "settings": {"batch_window_ms": batch_window_ms if service.kind == "predict" else 0,
-                             "max_batch_size": max_batch_size if service.kind == "predict" else 1,
-                             "max_queue": max_queue}}
-
-    @app.get("/v1/models")
-    async def models():
-        return model_list(service.name, created)
-
-    @app.post("/v1/predict")
-    async def predict(request: Request):
-        require("predict")
-        body = parse_body(await request.body(), PredictRequest)
-        check_model(body.model)
-        texts = check_texts(body, limits)
-        rows = await asyncio.wrap_future(submit(texts))
-        return {"object": "predictions", "model": service.name, "task": service.task, "predictions": rows}
-
-    async def generate(request: Request, chat: bool):
-        require("generate")
-        body = parse_body(await request.body(), ChatRequest if chat else CompletionRequest)
-        check_model(body.model)
-        max_tokens = check_generation(body, limits)
-        prompt = body.conversation() if chat else body.prompt_text()
-        ids = service.encode(prompt, "messages" if chat else "prompt")
-        seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-        job = GenerationJob(ids, max_tokens, body.temperature, body.top_p, seed, body.stop_strings(), chat)
-        if not body.stream:
-            return completion(service.name, await asyncio.wrap_future(submit(job)), chat)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return stream(job, submit, ChunkWriter(service.name, chat), include_usage)
-
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        return await generate(request, chat=False)
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        return await generate(request, chat=True)
-
+    for method, path, handler in (
+            ("GET", "/health", endpoints.health), ("GET", "/metrics", endpoints.metrics),
+            ("GET", "/v1/models", endpoints.models), ("POST", "/v1/predict", endpoints.predict),
+            ("POST", "/v1/completions", endpoints.completions),
+            ("POST", "/v1/chat/completions", endpoints.chat_completions)):
+        app.add_api_route(path, handler, methods=[method])
     return app
 
 

@@ -90,17 +90,17 @@ def stopping_criterion(prompt_length: int, growing: GrowingText, job: Generation
 class GenerateService:
     kind = "generate"
 
-    def __init__(self, lm, name: str, limits: Limits):
-        self.lm, self.name, self.limits = lm, name, limits
+    def __init__(self, lm, name: str):
+        self.lm, self.name = lm, name
         self.model, self.tokenizer = lm.model, lm.tokenizer
         self.task = lm.recipe.task
         template = getattr(self.tokenizer, "chat_template", None)
         self.template = template.get("default") if isinstance(template, dict) else template
-        limit = position_limit(self.model.config)
-        self.prompt_cap = min(limits.max_prompt_tokens, limit - 1) if limit else limits.max_prompt_tokens
+        self.positions = position_limit(self.model.config)
 
-    def encode(self, prompt: str | list[dict], field: str) -> list[int]:
-        """Token ids of a raw prompt (completions) or of messages rendered with the chat template."""
+    def encode(self, prompt: str | list[dict], field: str, limits: Limits) -> list[int]:
+        """Token ids of a raw prompt (completions) or of messages rendered with the chat template, refused past
+        --max-prompt-tokens and the model's positions - 1 (never cut silently)."""
         if isinstance(prompt, str):
             ids = self.tokenizer(prompt, verbose=False)["input_ids"]
         elif not self.template:
@@ -110,8 +110,9 @@ class GenerateService:
             ids = prompt_ids(self.tokenizer, self.template, prompt)
         if not ids:
             raise RequestError(400, f"{field}: empty prompt", param=field)
-        if len(ids) > self.prompt_cap:
-            raise RequestError(400, f"{field}: the prompt is {len(ids)} tokens; at most {self.prompt_cap} "
+        cap = min(limits.max_prompt_tokens, self.positions - 1) if self.positions else limits.max_prompt_tokens
+        if len(ids) > cap:
+            raise RequestError(400, f"{field}: the prompt is {len(ids)} tokens; at most {cap} "
                                     f"(--max-prompt-tokens, and the model's positions - 1)", param=field)
         return ids
 

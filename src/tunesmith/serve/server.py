@@ -12,7 +12,6 @@ from tunesmith.artifacts import RunDir
 from tunesmith.errors import RecipeError, RunError
 from tunesmith.models.exported import is_export_dir
 from tunesmith.recipes.predict import read_run_recipe
-from tunesmith.serve.schemas import Limits
 
 LOCAL_HOSTS = {"localhost"}
 
@@ -33,7 +32,7 @@ def check_host(host: str, api_key: str | None) -> None:
                           f"or serve on 127.0.0.1")
 
 
-def load_service(path, *, name: str | None = None, limits: Limits = Limits()):
+def load_service(path, *, name: str | None = None):
     """A PredictService or GenerateService for a run or export directory (the model loaded)."""
     from tunesmith.tasks import make_task
 
@@ -45,7 +44,7 @@ def load_service(path, *, name: str | None = None, limits: Limits = Limits()):
         from tunesmith.recipes.generate import TrainedLM
         from tunesmith.serve.generator import GenerateService
 
-        return GenerateService(TrainedLM(path), name, limits)
+        return GenerateService(TrainedLM(path), name)
     from tunesmith.recipes.predict import TrainedRun
     from tunesmith.serve.predictor import PredictService
 
