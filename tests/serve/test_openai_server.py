@@ -143,3 +143,46 @@ def test_predict_is_not_an_endpoint_of_a_generating_run(server):
     assert status == 404 and "serves a sft run" in body["error"]["message"]
     status, body = request(server.url + "/health")  # open without the key
     assert status == 200 and body["status"] == "ok"
+
+
+def test_concurrent_greedy_requests_share_generate_calls_and_get_the_answers_they_get_alone(sft_run):
+    """Left-padded batches of greedy requests (prompts of different lengths, different max_tokens, a stop string,
+    chat and plain) give each request exactly the answer it gets when it is alone."""
+    import threading
+
+    from serve_helpers import request
+
+    requests = [("/v1/completions", {"prompt": "say the word", "max_tokens": 12}),
+                ("/v1/completions", {"prompt": "ROMEO: say a word to me, and the word be two", "max_tokens": 6}),
+                ("/v1/completions", {"prompt": "a", "max_tokens": 16}),  # + a stop string from its own text
+                ("/v1/completions", {"prompt": "say the word three twice", "max_tokens": 9}),
+                ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 8}),
+                ("/v1/chat/completions", {"messages": [{"role": "user", "content": "say the word nine twice"}],
+                                          "max_tokens": 12})]
+    bodies = [(path, {"model": sft_run.name, "temperature": 0, **body}) for path, body in requests]
+    with BackgroundServer(create_app(load_service(sft_run), batch_window_ms=300, max_batch_size=8)) as running:
+        text = request(running.url + bodies[2][0], bodies[2][1])[1]["choices"][0]["text"]
+        stop = next(text[i:i + 2] for i in range(1, len(text) - 1) if text.index(text[i:i + 2]) == i)
+        bodies[2][1]["stop"] = [stop]
+        alone = [request(running.url + path, body) for path, body in bodies]  # one after another: each alone
+        before = request(running.url + "/metrics")[1]["batches"]["forward_passes"]
+        together: list = [None] * len(bodies)
+        barrier = threading.Barrier(len(bodies))
+
+        def client(i):
+            barrier.wait(30)
+            together[i] = request(running.url + bodies[i][0], bodies[i][1])
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(len(bodies))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        passes = request(running.url + "/metrics")[1]["batches"]["forward_passes"] - before
+    assert passes < len(bodies), "no generate call was shared"
+    for (status_alone, one), (status_together, other) in zip(alone, together):
+        assert status_alone == status_together == 200
+        assert one["choices"][0] == other["choices"][0] and one["usage"] == other["usage"]
+    assert {a[1]["choices"][0]["finish_reason"] for a in alone} == {"stop", "length"}
+    assert alone[2][1]["choices"][0] == {"index": 0, "text": text[:text.index(stop)], "finish_reason": "stop",
+                                         "logprobs": None}  # cut at the stop string, in the batch too

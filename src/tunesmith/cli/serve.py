@@ -29,10 +29,11 @@ def add_parser(commands) -> None:
                             f"(default: ${API_KEY_ENV}, else none)")
     serve.add_argument("--model-name", default=None, help="the model id clients send (default: the directory's name)")
     serve.add_argument("--batch-window-ms", type=finite_non_negative, default=5.0,
-                       help="predict: how long the first waiting request waits for others to share its forward "
-                            "pass (default 5; 0 with --max-batch-size 1: batching off)")
+                       help="how long the first waiting request waits for others to share its forward pass "
+                            "(predict; greedy non-streaming generation) (default 5; 0 with --max-batch-size 1: "
+                            "batching off)")
     serve.add_argument("--max-batch-size", type=positive_int, default=32,
-                       help="predict: texts per forward pass (default 32)")
+                       help="texts (predict) or greedy requests (generation) per forward pass (default 32)")
     serve.add_argument("--max-queue", type=positive_int, default=256,
                        help="requests waiting at most; more get 503 (default 256)")
     serve.add_argument("--max-texts", type=positive_int, default=64, help="texts per /v1/predict request (default 64)")

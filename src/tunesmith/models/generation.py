@@ -47,7 +47,8 @@ def generate_texts(model, tokenizer, prompts: Sequence[str], *, chat_template: s
     return texts
 
 
-# ---- one prompt's token ids -> its new token ids (generate_texts above; tunesmith serve streams through it) ----
+# ---- token ids -> new token ids: one prompt (generate_texts above; tunesmith serve streams through it), or a ----
+# ---- left-padded greedy batch (tunesmith serve's concurrent non-streaming greedy requests)                   ----
 def check_settings(max_new_tokens: int, temperature: float, top_p: float) -> None:
     if temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1:
         raise RecipeError("generation needs temperature >= 0, 0 < top_p <= 1 and max_new_tokens >= 1")
@@ -90,3 +91,28 @@ def generate_ids(model, ids: Sequence[int], config, seed: int, *, streamer=None,
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
                              streamer=streamer, stopping_criteria=stopping_criteria)
     return out[0, len(ids):].tolist()
+
+
+@torch.no_grad()
+def generate_ids_batch(model, id_lists: Sequence[Sequence[int]], config, pad_id: int, *,
+                       stopping_criteria=None) -> list[list[int]]:
+    """Greedy decoding of several prompts in one call (left-padded, positions counted from each row's first real
+    token): each row's new ids, up to and including its first end token (config.eos_token_id). Rows that
+    finished early are filled with pad_id after their end by transformers; the caller trims rows that stopped
+    for its own reasons (stop strings, a smaller max_tokens)."""
+    if config.do_sample:
+        raise ValueError("batched generation is greedy only (temperature 0)")
+    device = next(model.parameters()).device
+    width = max(len(ids) for ids in id_lists)
+    rows = [[pad_id] * (width - len(ids)) + list(ids) for ids in id_lists]
+    mask = [[0] * (width - len(ids)) + [1] * len(ids) for ids in id_lists]
+    input_ids = torch.tensor(rows, dtype=torch.long, device=device)
+    out = model.generate(input_ids=input_ids, attention_mask=torch.tensor(mask, dtype=torch.long, device=device),
+                         generation_config=config, stopping_criteria=stopping_criteria)
+    eos = config.eos_token_id
+    ends = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    answers = []
+    for row in out[:, width:].tolist():
+        end = next((i for i, token in enumerate(row) if token in ends), None)
+        answers.append(row if end is None else row[:end + 1])
+    return answers

@@ -3,7 +3,8 @@ GenerateService (/v1/completions, /v1/chat/completions), plus /v1/models, /healt
 
 Every refused request is a 4xx in OpenAI's error shape whose message starts with the field at fault; the
 Guard middleware (guard.py) checks the API key and the body size, records the stats, and turns anything
-unexpected into a one-line 500. Work runs on one worker thread behind a bounded queue (batching.py).
+unexpected into a one-line 500. Work runs on one worker thread behind a bounded queue (batching.py): the
+model is only ever used by that thread.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def make_batcher(service, stats: Stats, *, window_ms: float, max_batch: int, max
     if service.kind == "predict":  # requests' texts batched into one forward pass
         return Batcher(service.predict_batch, window_ms=window_ms, max_batch=max_batch, max_queue=max_queue,
                        size=len, on_batch=stats.record_batch, name="tunesmith-predict")
-    return Batcher(service.run_batch, window_ms=0, max_batch=1, max_queue=max_queue,  # one answer at a time
-                   on_batch=stats.record_batch, name="tunesmith-generate")
+    service.on_pass = stats.record_batch  # generate calls, counted by the service (greedy ones are shared)
+    return Batcher(service.run_batch, window_ms=window_ms, max_batch=max_batch, max_queue=max_queue,
+                   name="tunesmith-generate")
 
 
 class Endpoints:
@@ -109,9 +111,7 @@ def create_app(service, *, limits: Limits = Limits(), api_key: str | None = None
     batcher = make_batcher(service, stats, window_ms=batch_window_ms, max_batch=max_batch_size,
                            max_queue=max_queue)
     stats.queue_depth = batcher.depth
-    predicting = service.kind == "predict"
-    settings = {"batch_window_ms": batch_window_ms if predicting else 0,
-                "max_batch_size": max_batch_size if predicting else 1, "max_queue": max_queue}
+    settings = {"batch_window_ms": batch_window_ms, "max_batch_size": max_batch_size, "max_queue": max_queue}
     endpoints = Endpoints(service, batcher, stats, limits, settings)
 
     @asynccontextmanager

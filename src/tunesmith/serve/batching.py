@@ -2,9 +2,10 @@
 else arrives within a short window (up to a maximum batch size, counted by `size`, e.g. texts), and runs them
 in one call of `run_batch` (one forward pass). A full queue refuses at once (the app answers 503).
 
-Batching off: window 0 and max batch 1 (every request its own pass). Generation uses a worker with max batch 1:
-one request at a time, in order of arrival. When a batch of several requests fails, each is run again alone, so
-one bad request fails by itself and the others still get their answers.
+Batching off: window 0 and max batch 1 (every request its own pass). Generation uses a batcher too: its
+`run_batch` shares generate calls among greedy non-streaming requests and runs the others one by one. When a
+batch of several requests fails, each is run again alone, so one bad request fails by itself and the others
+still get their answers.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Chat requests render `messages` with the run's chat template (the one training s
 the generation prompt); completions continue the raw prompt. `stop` strings cut the text at the first one and
 end generation; the text is decoded after each new token and streamed as it grows, holding back any tail
 that could still become a stop string (or half a character), so the streamed pieces join to exactly the
-text a non-streaming request gets. One request at a time (the generation worker has max batch 1).
+text a non-streaming request gets. Concurrent greedy non-streaming requests share left-padded generate calls
+(the dynamic batcher collects them); sampling and streaming requests run one at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Callable
 
 from tunesmith.data.chat import prompt_ids
 from tunesmith.models.checks import position_limit
-from tunesmith.models.generation import decoding_config, end_token_ids, generate_ids, new_token_budget
+from tunesmith.models.generation import (
+    decoding_config, end_token_ids, generate_ids, generate_ids_batch, new_token_budget,
+)
 from tunesmith.serve.schemas import Limits, RequestError
 
 
@@ -42,6 +45,7 @@ class GrowingText:
         self.ids: list[int] = []
         self.sent = ""
         self.hit_stop = False
+        self.done = False  # a batched row that has ended (its ids frozen)
 
     def text(self) -> str:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
@@ -97,6 +101,7 @@ class GenerateService:
         template = getattr(self.tokenizer, "chat_template", None)
         self.template = template.get("default") if isinstance(template, dict) else template
         self.positions = position_limit(self.model.config)
+        self.on_pass: Callable[[int, int], None] = lambda requests, prompts: None  # stats: each generate call
 
     def encode(self, prompt: str | list[dict], field: str, limits: Limits) -> list[int]:
         """Token ids of a raw prompt (completions) or of messages rendered with the chat template, refused past
@@ -121,21 +126,94 @@ class GenerateService:
         left before its turn."""
         if job.cancelled.is_set():
             return None
-        stops = end_token_ids(self.tokenizer, self.template if job.chat else None)
+        stops = self.stops(job.chat)
         config = decoding_config(self.tokenizer, stops, temperature=job.temperature, top_p=job.top_p,
                                  max_new_tokens=new_token_budget(self.model, job.ids, job.max_tokens))
         growing = GrowingText(self.tokenizer, job.stop)
         from transformers import StoppingCriteriaList
 
         criteria = StoppingCriteriaList([stopping_criterion(len(job.ids), growing, job)])
-        new = generate_ids(self.model, job.ids, config, job.seed, stopping_criteria=criteria)
-        growing.ids = new
-        rest = growing.delta(final=True)
-        if rest and job.on_delta is not None:
-            job.on_delta(rest)
-        ended = growing.hit_stop or bool(new and new[-1] in stops)
-        return {"text": growing.sent, "finish_reason": "stop" if ended else "length",
-                "prompt_tokens": len(job.ids), "completion_tokens": len(new)}
+        self.on_pass(1, 1)
+        return finish(job, growing, generate_ids(self.model, job.ids, config, job.seed, stopping_criteria=criteria),
+                      stops)
+
+    def stops(self, chat: bool) -> list[int]:
+        return end_token_ids(self.tokenizer, self.template if chat else None)
 
     def run_batch(self, jobs: list[GenerationJob]) -> list:
-        return [self.run(job) for job in jobs]
+        """Each job's answer. Greedy non-streaming jobs (of the same kind: chat or not) share left-padded
+        generate calls, as long as the longest prompt plus the longest answer fits the model's positions; the
+        others (sampling, streaming) run one by one. Greedy answers are the ones each job gets alone."""
+        results: list = [None] * len(jobs)
+        groups: dict[bool, list[int]] = {}
+        for i, job in enumerate(jobs):
+            if job.temperature == 0 and job.on_delta is None and not job.cancelled.is_set():
+                groups.setdefault(job.chat, []).append(i)
+            else:
+                results[i] = self.run(job)
+        for indices in groups.values():
+            for chunk in self.fitting(indices, jobs):
+                answers = [self.run(jobs[chunk[0]])] if len(chunk) == 1 else self.run_greedy([jobs[i] for i in chunk])
+                for i, answer in zip(chunk, answers):
+                    results[i] = answer
+        return results
+
+    def fitting(self, indices: list[int], jobs: list[GenerationJob]) -> list[list[int]]:
+        chunks: list[list[int]] = []
+        longest = most = 0
+        for i in indices:
+            job = jobs[i]
+            budget = new_token_budget(self.model, job.ids, job.max_tokens)
+            if chunks and (self.positions is None or max(longest, len(job.ids)) + max(most, budget) <= self.positions):
+                chunks[-1].append(i)
+                longest, most = max(longest, len(job.ids)), max(most, budget)
+            else:
+                chunks.append([i])
+                longest, most = len(job.ids), budget
+        return chunks
+
+    def run_greedy(self, jobs: list[GenerationJob]) -> list[dict]:
+        stops = self.stops(jobs[0].chat)
+        budgets = [new_token_budget(self.model, job.ids, job.max_tokens) for job in jobs]
+        config = decoding_config(self.tokenizer, stops, max_new_tokens=max(budgets), temperature=0, top_p=1)
+        growing = [GrowingText(self.tokenizer, job.stop) for job in jobs]
+        width = max(len(job.ids) for job in jobs)
+        from transformers import StoppingCriteriaList
+
+        criteria = StoppingCriteriaList([rows_criterion(width, growing, budgets, stops)])
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (stops or [0])[0]
+        self.on_pass(len(jobs), len(jobs))
+        rows = generate_ids_batch(self.model, [job.ids for job in jobs], config, pad, stopping_criteria=criteria)
+        return [finish(job, text, text.ids if text.done else row[:budget], stops)
+                for job, text, row, budget in zip(jobs, growing, rows, budgets)]
+
+
+def finish(job: GenerationJob, growing: GrowingText, new: list[int], stops: list[int]) -> dict:
+    """The answer of `new` tokens: the text cut at a stop string (its last piece streamed), why it ended."""
+    growing.ids = new
+    rest = growing.delta(final=True)
+    if rest and job.on_delta is not None:
+        job.on_delta(rest)
+    ended = growing.hit_stop or bool(new and new[-1] in stops)
+    return {"text": growing.sent, "finish_reason": "stop" if ended else "length",
+            "prompt_tokens": len(job.ids), "completion_tokens": len(new)}
+
+
+def rows_criterion(width: int, growing: list[GrowingText], budgets: list[int], stops: list[int]):
+    """The StoppingCriteria of a greedy batch: a row is done (and its tokens frozen in its GrowingText) at an end
+    token, a stop string, or its own max_tokens."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class RowsDone(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            done = []
+            for row, text in enumerate(growing):
+                if not text.done:
+                    text.ids = input_ids[row, width:].tolist()
+                    text.delta()
+                    text.done = text.hit_stop or len(text.ids) >= budgets[row] or (text.ids[-1] in stops)
+                done.append(text.done)
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return RowsDone()
