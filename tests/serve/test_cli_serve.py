@@ -39,6 +39,15 @@ def test_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert one_error_line(capsys) == f"error: {tmp_path / 'absent'}: no such run or export directory"
 
 
+def test_a_port_in_use_is_one_line_before_the_model_loads(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(tmp_path), "--port", str(port)]) == 2  # tmp_path is no run: never reached
+    assert one_error_line(capsys) == f"error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--port", "70000"], "argument --port: must be a port number from 0 to 65535 (got '70000')"),
     (["--max-batch-size", "0"], "argument --max-batch-size: must be a whole number >= 1 (got '0')"),

@@ -49,10 +49,11 @@ def add_parser(commands) -> None:
 
 def cmd_serve(args) -> int:
     from tunesmith.serve.schemas import Limits
-    from tunesmith.serve.server import check_host, load_service, uvicorn_server
+    from tunesmith.serve.server import check_host, check_port, load_service, uvicorn_server
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     check_host(args.host, api_key)  # before the model loads
+    check_port(args.host, args.port)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts, max_text_chars=args.max_text_chars,
                     max_tokens=args.max_tokens, max_prompt_tokens=args.max_prompt_tokens)
     service = load_service(args.run, name=args.model_name)
@@ -64,7 +65,7 @@ def cmd_serve(args) -> int:
                      max_batch_size=args.max_batch_size, max_queue=args.max_queue)
     console.print(f"serving {service.name} ({service.task}) on http://{args.host}:{args.port}: "
                   f"{ENDPOINTS[service.kind]}, GET /v1/models, /health, /metrics"
-                  f"{'; API key required' if api_key else ''}")
+                  f"{'; API key required' if api_key else ''}", soft_wrap=True, markup=False)
     uvicorn_server(app, args.host, args.port).run()
     return 0
 

@@ -4,6 +4,7 @@ uvicorn: in the foreground (`tunesmith serve`) or on a background thread (tests,
 from __future__ import annotations
 
 import ipaddress
+import socket
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,19 @@ def check_host(host: str, api_key: str | None) -> None:
     if not is_local(host) and not api_key:
         raise RecipeError(f"--host {host} serves other machines: give --api-key KEY (or set TUNESMITH_API_KEY), "
                           f"or serve on 127.0.0.1")
+
+
+def check_port(host: str, port: int) -> None:
+    """The address can be listened on (before the model loads: a taken port is one line, not a late log)."""
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            sock.bind((host, port))
+    except OSError as exc:
+        raise RecipeError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
 
 
 def load_service(path, *, name: str | None = None):
