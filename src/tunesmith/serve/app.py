@@ -19,9 +19,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
+from tunesmith.errors import one_line
 from tunesmith.serve.batching import Batcher, QueueFull
 from tunesmith.serve.generator import GenerationJob
-from tunesmith.serve.guard import Guard, error_response
+from tunesmith.serve.guard import Guard, error_response, log
 from tunesmith.serve.openai_format import ChunkWriter, completion, error_event, model_list
 from tunesmith.serve.schemas import (
     ChatRequest, CompletionRequest, Limits, PredictRequest, RequestError, check_generation, check_texts,
@@ -160,8 +161,9 @@ def stream(job: GenerationJob, submit, writer: ChunkWriter, include_usage: bool)
         except RequestError as error:
             yield error_event(error.body())
         except Exception as exc:  # noqa: BLE001 - the stream has started: the error is its last event
-            yield error_event({"error": {"message": f"internal error: {type(exc).__name__}: {exc}"[:300],
-                                         "type": "server_error", "param": None, "code": 500}})
+            log.exception("a streamed answer failed")
+            yield error_event({"error": {"message": f"internal error: {one_line(exc)}", "type": "server_error",
+                                         "param": None, "code": 500}})
         finally:
             job.cancelled.set()  # done, or the client went away: stop generating
 

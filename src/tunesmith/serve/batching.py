@@ -42,7 +42,10 @@ class Batcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.thread.is_alive():
-            self.queue.put(STOP)  # blocks only while the queue is full, until the worker takes one
+            try:
+                self.queue.put(STOP, timeout=timeout)  # waits only while the queue is full
+            except queue.Full:
+                return  # a worker stuck in a forward pass: it is a daemon thread, the process ends anyway
             self.thread.join(timeout)
 
     def depth(self) -> int:
