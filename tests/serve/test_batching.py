@@ -98,3 +98,26 @@ def test_the_earliest_stop_string_wins_and_special_tokens_are_dropped():
     growing = GrowingText(CharTokenizer(), ["world", "lo"])
     growing.ids = [ord(c) for c in "hello world"] + [0]
     assert growing.delta(final=True) == "hel" and growing.hit_stop
+
+
+def test_a_chat_template_that_refuses_the_messages_is_a_400_naming_them():
+    from types import SimpleNamespace
+
+    from tunesmith.serve.generator import GenerateService
+    from tunesmith.serve.schemas import Limits, RequestError
+
+    class Refusing:
+        chat_template = "{{ raise_exception('Conversation roles must alternate user/assistant') }}"
+
+        def apply_chat_template(self, *args, **kwargs):
+            from jinja2.exceptions import TemplateError
+
+            raise TemplateError("Conversation roles must alternate user/assistant")
+
+    lm = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=64)),
+                         tokenizer=Refusing(), recipe=SimpleNamespace(task="sft"))
+    service = GenerateService(lm, "chat")
+    with pytest.raises(RequestError, match="^messages: the run's chat template cannot render them \\(TemplateError: "
+                                           "Conversation roles must alternate user/assistant\\)$") as refused:
+        service.encode([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "messages", Limits())
+    assert refused.value.status == 400 and refused.value.param == "messages"

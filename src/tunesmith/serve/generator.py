@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from tunesmith.data.chat import prompt_ids
+from tunesmith.errors import one_line
 from tunesmith.models.checks import position_limit
 from tunesmith.models.generation import (
     decoding_config, end_token_ids, generate_ids, generate_ids_batch, new_token_budget,
@@ -112,7 +113,11 @@ class GenerateService:
             raise RequestError(400, f"messages: this {self.task} run's tokenizer has no chat template; "
                                     f"use /v1/completions", param="messages")
         else:
-            ids = prompt_ids(self.tokenizer, self.template, prompt)
+            try:
+                ids = prompt_ids(self.tokenizer, self.template, prompt)
+            except Exception as exc:  # noqa: BLE001 - a template's own refusal (jinja raise_exception, ...)
+                raise RequestError(400, f"messages: the run's chat template cannot render them ({one_line(exc)})",
+                                   param="messages") from None
         if not ids:
             raise RequestError(400, f"{field}: empty prompt", param=field)
         cap = min(limits.max_prompt_tokens, self.positions - 1) if self.positions else limits.max_prompt_tokens
