@@ -3,7 +3,8 @@
 One prompt at a time (no padding), seeded before each prompt: the same seed, prompt and settings give the
 same text. temperature 0 is greedy decoding; otherwise sampling with that temperature and nucleus top_p.
 With a chat template, each prompt is formatted as a user turn and generation stops at the template's
-end-of-turn token as well as at EOS; without one, the raw text is continued.
+end-of-turn token as well as at EOS; without one, the raw text is continued. (`generate_ids_batch`, for
+tunesmith serve only: several greedy prompts left-padded into one call.)
 """
 
 from __future__ import annotations
