@@ -27,6 +27,7 @@ LAYERS = [
     ("train", {"train"}),
     ("outputs", {"report", "trackers", "export"}),  # report.html, trackers, export formats
     ("recipes", {"recipes"}),
+    ("serve", {"serve"}),  # tunesmith serve: the HTTP server over recipes/predict.py and recipes/generate.py
     ("cli", {"cli"}),
 ]
 LAYER_OF = {top: index for index, (_, tops) in enumerate(LAYERS) for top in tops}

@@ -19,6 +19,8 @@ from tunesmith.cli.plan_export import COMMANDS as PLAN_EXPORT_COMMANDS
 from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
 from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
 from tunesmith.cli.report import add_parsers as add_report_parsers
+from tunesmith.cli.serve import COMMANDS as SERVE_COMMANDS  # serve: cli/serve.py
+from tunesmith.cli.serve import add_parser as add_serve_parser
 from tunesmith.cli.tables import fail
 from tunesmith.cli.tune import COMMANDS as TUNE_COMMANDS
 from tunesmith.cli.tune import add_parser as add_tune_parser
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_parsers(commands)  # report, compare: cli/report.py
     add_plan_export_parsers(commands)  # plan, export: cli/plan_export.py
     add_tune_parser(commands)  # tune: cli/tune.py
+    add_serve_parser(commands)  # serve: cli/serve.py
     commands.add_parser("models", help="list the packaged models")
     return parser
 
@@ -178,6 +181,7 @@ COMMANDS = {"inspect": cmd_inspect, "train": cmd_train, "predict": cmd_predict, 
 COMMANDS.update(REPORT_COMMANDS)  # report, compare
 COMMANDS.update(PLAN_EXPORT_COMMANDS)  # plan, export
 COMMANDS.update(TUNE_COMMANDS)  # tune
+COMMANDS.update(SERVE_COMMANDS)  # serve
 
 
 def main(argv: list[str] | None = None) -> int:
