@@ -3,8 +3,9 @@ clients, dynamic batching on vs off, for a run and (optionally) its export.
 
 Each (target, batching) pair gets its own server process (`tunesmith serve ... --port P` on 127.0.0.1); the
 clients are threads of this process, one keep-alive connection each, one text per request (texts from the
-shipped SMS Spam file unless --texts FILE, one per line). Batching on: --batch-window-ms 5 --max-batch-size 32;
-off: --batch-window-ms 0 --max-batch-size 1 (one request per forward pass). Warm-up requests are not counted.
+shipped SMS Spam file unless --texts FILE, one per line). Batching "queued" (the default):
+--batch-window-ms 0 --max-batch-size 32 (each pass takes what queued during the one before); "window 5 ms":
+--batch-window-ms 5; "off": --max-batch-size 1 (one request per forward pass). Warm-up requests are not counted.
 
     python benchmarks/serve_load.py --run runs/sms_spam --export runs/sms_spam/exports/int8
     python benchmarks/serve_load.py --run RUN --quick            # a smoke run: tiny counts, not a measurement
@@ -32,7 +33,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SMS = REPO / "data" / "sms_spam" / "SMSSpamCollection"
-MODES = {"on": ["--batch-window-ms", "5", "--max-batch-size", "32"],
+MODES = {"queued": ["--batch-window-ms", "0", "--max-batch-size", "32"],  # the default: what queued during a pass
+         "window 5 ms": ["--batch-window-ms", "5", "--max-batch-size", "32"],
          "off": ["--batch-window-ms", "0", "--max-batch-size", "1"]}
 
 

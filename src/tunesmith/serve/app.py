@@ -106,7 +106,7 @@ class Endpoints:
         return stream(job, self.submit, ChunkWriter(self.service.name, chat), include_usage)
 
 
-def create_app(service, *, limits: Limits = Limits(), api_key: str | None = None, batch_window_ms: float = 5.0,
+def create_app(service, *, limits: Limits = Limits(), api_key: str | None = None, batch_window_ms: float = 0.0,
                max_batch_size: int = 32, max_queue: int = 256) -> FastAPI:
     stats = Stats()
     batcher = make_batcher(service, stats, window_ms=batch_window_ms, max_batch=max_batch_size,

@@ -27,7 +27,7 @@ class QueueFull(Exception):
 
 
 class Batcher:
-    def __init__(self, run_batch: Callable[[list], list], *, window_ms: float = 5.0, max_batch: int = 32,
+    def __init__(self, run_batch: Callable[[list], list], *, window_ms: float = 0.0, max_batch: int = 32,
                  max_queue: int = 256, size: Callable[[Any], int] = lambda item: 1,
                  on_batch: Callable[[int, int], None] = lambda requests, size: None, name: str = "batcher"):
         self.run_batch, self.size, self.on_batch = run_batch, size, on_batch
