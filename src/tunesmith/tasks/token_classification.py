@@ -201,7 +201,7 @@ class TokenClassificationTask(Task):
         model.eval()
         features = loader.dataset.features
         compact, rows, seen, loss, count = [], [], 0, 0.0, 0
-        show = accelerator is None or accelerator.is_local_main_process
+        show = (accelerator is None or accelerator.is_local_main_process) and len(loader) > 1  # not per served request
         for batch in tqdm(loader, desc=desc, leave=False, disable=not show):
             if "labels" in batch:
                 summed, logits = self.loss_sum(model, batch)
