@@ -40,6 +40,7 @@ BAD = [  # (body, status, the message's start)
     ({"texts": ["a"] * 5}, 400, "texts: 5 texts; at most 4 per request (--max-texts)"),
     ({"texts": ["ok", "x" * 51]}, 400, "texts[1]: 51 characters; at most 50 (--max-text-chars)"),
     ({"texts": ["ok"], "pairs": ["b"]}, 400, "pairs: not supported by this server"),
+    ({"texts": ["ok"], "text_pairs": ["b"]}, 400, "text_pairs: this run was trained on single texts; send texts only"),
     ({"texts": ["ok"], "model": "other"}, 404, "model: 'other' is not served here"),
     ({"texts": ["x" * 40] * 2, "padding": "y" * 5000}, 413, "body: over this server's limit of 4096 bytes"),
 ]
@@ -83,16 +84,16 @@ def test_wrong_paths_methods_and_keys(server):
 class FakeService:
     """A predicting service whose forward pass waits for `release` (and fails on the text 'boom')."""
 
-    kind, task, name = "predict", "classification", "fake"
+    kind, task, name, paired = "predict", "classification", "fake", False
 
     def __init__(self):
         self.release = threading.Event()
 
-    def predict_batch(self, requests):
+    def predict_batch(self, requests):  # each request: [(text, None), ...]
         self.release.wait(30)
-        if any("boom" in texts for texts in requests):
+        if any(text == "boom" for items in requests for text, _ in items):
             raise RuntimeError("the model\nexploded")
-        return [[{"prediction": text} for text in texts] for texts in requests]
+        return [[{"prediction": text} for text, _ in items] for items in requests]
 
 
 def test_an_unexpected_failure_is_a_one_line_500_and_the_others_are_still_answered():

@@ -167,3 +167,33 @@ def test_regression_and_multi_label_runs_give_their_predict_columns(task, tiny_b
         np.testing.assert_allclose([row["prediction"] for row in rows], frame["prediction"], atol=1e-5)
     else:  # the labels over their thresholds, joined as `tunesmith predict` writes them, and every label's score
         check_rows(rows, frame)
+
+
+def test_a_run_trained_on_text_pairs_is_served_pairs(tiny_bert_dir, tmp_path):
+    """Sentence-pair runs (data.columns text_pair, as STS-B): each text comes with its second text, and the
+    numbers are `tunesmith predict`'s on the same pairs; single texts are refused by name."""
+    import csv
+
+    from pipeline_helpers import sentiment_rows, tiny_recipe
+
+    rows = sentiment_rows(120, seed=4)
+    path = tmp_path / "pairs.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["label", "text", "other"])
+        for (label, text), (_, other) in zip(rows, sentiment_rows(120, seed=5)):
+            writer.writerow([label, text, other])
+    raw = tiny_recipe(tiny_bert_dir, path, tmp_path / "paired")
+    raw["data"]["columns"] = {"text": "text", "text_pair": "other", "label": "label"}
+    run = train(raw)
+    seconds = ["a film", "the story", "it was", "and very", "plot", "acting"]
+    with BackgroundServer(create_app(load_service(run), max_batch_size=32)) as running:
+        status, body = request(running.url + "/v1/predict", {"texts": TEXTS, "text_pairs": seconds})
+        single, refused = request(running.url + "/v1/predict", {"texts": TEXTS})
+        short, uneven = request(running.url + "/v1/predict", {"texts": TEXTS, "text_pairs": seconds[:2]})
+    assert status == 200
+    check_rows(body["predictions"], TrainedRun(run).predict_texts(TEXTS, seconds))
+    reversed_order = TrainedRun(run).predict_texts(seconds, TEXTS)  # the pair's order matters to the model
+    assert not np.allclose(reversed_order["prob_pos"], [row["scores"]["pos"] for row in body["predictions"]])
+    assert single == 400 and refused["error"]["message"].startswith("text_pairs: this run was trained on text pairs")
+    assert short == 400 and uneven["error"]["message"] == "text_pairs: 2 second texts for 6 texts; give one per text"

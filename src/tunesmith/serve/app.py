@@ -25,7 +25,7 @@ from tunesmith.serve.generator import GenerationJob
 from tunesmith.serve.guard import Guard, error_response, log
 from tunesmith.serve.openai_format import ChunkWriter, completion, error_event, model_list
 from tunesmith.serve.schemas import (
-    ChatRequest, CompletionRequest, Limits, PredictRequest, RequestError, check_generation, check_texts,
+    ChatRequest, CompletionRequest, Limits, PredictRequest, RequestError, check_generation, check_pairs, check_texts,
     parse_body,
 )
 from tunesmith.serve.stats import Stats
@@ -82,7 +82,8 @@ class Endpoints:
         body = parse_body(await request.body(), PredictRequest)
         self.check_model(body.model)
         texts = check_texts(body, self.limits)
-        rows = await asyncio.wrap_future(self.submit(texts))
+        pairs = check_pairs(body, self.limits, self.service.paired)
+        rows = await asyncio.wrap_future(self.submit(list(zip(texts, pairs or [None] * len(texts)))))
         return {"object": "predictions", "model": self.service.name, "task": self.service.task, "predictions": rows}
 
     async def completions(self, request: Request):

@@ -57,15 +57,19 @@ class PredictService:
     def __init__(self, run, name: str):
         self.run, self.name = run, name
         self.task = run.recipe.task
+        self.paired = "text_pair" in run.recipe.data.columns  # trained on pairs: every request sends text_pairs
         self.source = "export:" + run.export.get("format", "?") if run.export else "run"
 
-    def predict(self, texts: list[str]) -> list[dict]:
-        frame = self.run.predict_frame(pd.DataFrame({"text": texts}), batch_size=max(len(texts), 1))
-        return prediction_rows(frame)
+    def predict(self, items: list[tuple[str, str | None]]) -> list[dict]:
+        """One pass over (text, second text or None) items."""
+        frame = pd.DataFrame({"text": [text for text, _ in items]})
+        if self.paired:
+            frame["text_pair"] = [pair for _, pair in items]
+        return prediction_rows(self.run.predict_frame(frame, batch_size=max(len(items), 1)))
 
-    def predict_batch(self, requests: list[list[str]]) -> list[list[dict]]:
-        """Several requests' texts in one pass; each request gets its own rows back, in order."""
-        rows = self.predict([text for texts in requests for text in texts])
+    def predict_batch(self, requests: list[list[tuple[str, str | None]]]) -> list[list[dict]]:
+        """Several requests' items in one pass; each request gets its own rows back, in order."""
+        rows = self.predict([item for items in requests for item in items])
         out, start = [], 0
         for texts in requests:
             out.append(rows[start:start + len(texts)])

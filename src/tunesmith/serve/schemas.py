@@ -47,6 +47,7 @@ class Strict(BaseModel):
 
 class PredictRequest(Strict):
     texts: list[str]
+    text_pairs: list[str] | None = None  # runs trained on text pairs (data.columns text_pair): one per text
     model: str | None = None
 
 
@@ -156,6 +157,29 @@ def check_texts(request: PredictRequest, limits: Limits) -> list[str]:
             raise RequestError(400, f"texts[{index}]: {len(text)} characters; at most {limits.max_text_chars} "
                                     f"(--max-text-chars)", param="texts")
     return texts
+
+
+def check_pairs(request: PredictRequest, limits: Limits, paired: bool) -> list[str] | None:
+    """The second text of each pair: required (one per text) by a run trained on pairs, refused by one that was not."""
+    pairs = request.text_pairs
+    if not paired:
+        if pairs is not None:
+            raise RequestError(400, "text_pairs: this run was trained on single texts; send texts only",
+                               param="text_pairs")
+        return None
+    if pairs is None:
+        raise RequestError(400, "text_pairs: this run was trained on text pairs; give one second text per text",
+                           param="text_pairs")
+    if len(pairs) != len(request.texts):
+        raise RequestError(400, f"text_pairs: {len(pairs)} second texts for {len(request.texts)} texts; give one "
+                                f"per text", param="text_pairs")
+    for index, text in enumerate(pairs):
+        if not text.strip():
+            raise RequestError(400, f"text_pairs[{index}]: empty text", param="text_pairs")
+        if len(text) > limits.max_text_chars:
+            raise RequestError(400, f"text_pairs[{index}]: {len(text)} characters; at most {limits.max_text_chars} "
+                                    f"(--max-text-chars)", param="text_pairs")
+    return pairs
 
 
 def check_generation(request: GenerationRequest, limits: Limits) -> int:
