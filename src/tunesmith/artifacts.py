@@ -86,8 +86,9 @@ class RunDir:
             raise RunError(f"{self.path}: cannot create the run directory ({os_reason(exc)})") from None
         return self
 
-    def write_recipe(self, recipe) -> None:
-        write_text_atomic(self.recipe_path, recipe.to_yaml())
+    def write_recipe(self, recipe, header: str | None = None) -> None:
+        """RUN/recipe.yaml; `header` becomes a comment line above it (e.g. where train.lr comes from)."""
+        write_text_atomic(self.recipe_path, (f"# {header}\n" if header else "") + recipe.to_yaml())
 
     def log(self, record: dict) -> None:
         try:

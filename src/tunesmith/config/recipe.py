@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from tunesmith.config.baselines import BaselinesSpec
 from tunesmith.config.checkpoint import CheckpointSpec, Resume
 from tunesmith.config.imbalance import ImbalanceSpec, InspectSpec
 from tunesmith.config.lm import LMSpec
 from tunesmith.config.messages import alias_problem, describe_errors
-from tunesmith.config.method import MethodSpec
+from tunesmith.config.method import MethodSpec, default_lr
 from tunesmith.config.multi_label import MultiLabelSpec
 from tunesmith.config.preference import PreferenceSpec
 from tunesmith.config.regression import RegressionSpec
@@ -119,7 +119,8 @@ class TrainSpec(Section):
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
-    lr: float = Field(5e-5, gt=0)
+    lr: float | None = Field(None, gt=0, description="default: the method's own (config/method.py DEFAULT_LR: "
+                                                     "full 5e-5, lora/dora 2e-3, bitfit 5e-3, head only 2e-3)")
     weight_decay: float = Field(0.01, ge=0)
     optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
     momentum: float = Field(0.9, ge=0, lt=1, description="for sgd and rmsprop")
@@ -162,6 +163,27 @@ class Recipe(Section):
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)  # majority | tfidf | scratch (tunesmith/baselines/)
     report: ReportSpec = Field(default_factory=ReportSpec)  # report.html, trackers (tunesmith/report/)
     tune: TuneSpec | None = None  # `tunesmith tune`'s search space (config/tune.py); `tunesmith train` ignores it
+    _lr_from_method: bool = PrivateAttr(False)  # train.lr was left out: the method's default (see lr_source)
+
+    @model_validator(mode="after")
+    def _method_learning_rate(self) -> "Recipe":
+        if self.train.lr is None:  # filled in once, at validation: the recipe is never changed afterwards
+            self.train.__dict__["lr"] = default_lr(self.method)
+            self._lr_from_method = True
+        return self
+
+    @property
+    def lr_source(self) -> str:
+        """Where train.lr comes from: the recipe, or the method's default."""
+        return f"the default for method {self.method.name}" if self._lr_from_method else "the recipe"
+
+    def to_mapping(self) -> dict:
+        """The recipe as a mapping that validates back to it, except that a method-default train.lr is left out
+        (so that a changed method, in a tune trial, brings its own)."""
+        raw = self.model_dump(mode="json")
+        if self._lr_from_method:
+            del raw["train"]["lr"]
+        return raw
 
     def to_yaml(self) -> str:
         unused = {"tune"} if self.tune is None else None  # a run's recipe.yaml has no empty tune: key

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 
 from tunesmith import __version__
 from tunesmith.artifacts import RunDir
+from tunesmith.config.method import DEFAULT_LR, LOW_LR_FACTOR, default_lr
 from tunesmith.data.token_cache import encode_splits
 from tunesmith.methods import apply_method
 from tunesmith.methods.measure import peak_memory
@@ -101,6 +102,7 @@ class FineTune:
         self.trackers = make_trackers(recipe, output=self.run.path)  # report.trackers; checked before data loads
         self.task, self.splits = prepare_data(recipe, self.echo)
         self.model, self.tokenizer, self.method = prepare_model(recipe, self.task, self.echo)
+        self.echo(learning_rate_note(recipe))
         self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
         self.datasets = encode_splits(self.task, self.splits.frames(), self.tokenizer,
                                       enabled=recipe.data.cache_tokenized, echo=self.echo)
@@ -137,7 +139,8 @@ class FineTune:
     def train(self) -> None:
         run, plan, accelerator = self.run, self.plan, self.accelerator
         self.checkpoints.start(self.recipe.resume)  # creates RUN; resuming, picks the newest valid checkpoint
-        run.write_recipe(self.task.resolved_recipe().model_copy(update={"resume": False, "overwrite": False}))
+        run.write_recipe(self.task.resolved_recipe().model_copy(update={"resume": False, "overwrite": False}),
+                         header=f"train.lr {self.recipe.train.lr:g}: {self.recipe.lr_source}")
         log = self.log = start_tracking(accelerator, self.recipe, run.log)  # run.log (+ trackers)
         self.echo(f"training {plan.total_steps} steps ({plan.steps_per_epoch}/epoch) on {accelerator.device}, "
                   f"evaluating every {plan.eval_every} steps; run directory: {run.path}")
@@ -183,6 +186,7 @@ class FineTune:
             "timing": timing(state, time.perf_counter() - self.started, self.train_seconds),
             "environment": environment(accelerator),
             "method": self.method.summary(),  # trainable vs total parameters
+            "learning_rate": {"value": self.recipe.train.lr, "source": self.recipe.lr_source},
             "memory": peak_memory(accelerator.device),  # peak RSS (CPU) / peak allocated (GPU)
             "model_dir": str(RunDir(self.recipe.output).model_dir),
             "max_length": task.length_summary(),
@@ -196,6 +200,19 @@ class FineTune:
             if self.recipe.report.html:
                 result["report"] = write_report_safely(run, self.echo)
         return result
+
+
+def learning_rate_note(recipe) -> str:
+    """One line on train.lr: its value and source, and a warning when a set rate is far below the method's own."""
+    lr, method = recipe.train.lr, recipe.method
+    own = default_lr(method)
+    if recipe.lr_source != "the recipe":
+        return f"train.lr {lr:g}: {recipe.lr_source} (train.lr not set; full fine-tuning's is {DEFAULT_LR['full']:g})"
+    if lr * LOW_LR_FACTOR <= own:
+        return (f"warning: train.lr {lr:g} is {own / lr:.0f}x below method {method.name}'s default ({own:g}): a full "
+                f"fine-tuning rate under {method.name} often learns little. Leave train.lr out to use the default, "
+                f"or try --set train.lr={own:g}")
+    return f"train.lr {lr:g}: set in the recipe"
 
 
 def write_report_safely(run: RunDir, echo) -> str | None:

@@ -33,7 +33,9 @@ MAX_COMBINATIONS = 4096  # the ends of at most this many combinations are valida
 
 def base_mapping(recipe: Recipe) -> dict:
     """The recipe as the mapping each trial starts from (its own values, with the tune: section left out)."""
-    return recipe.model_dump(mode="json", exclude={"tune"})
+    raw = recipe.to_mapping()  # a method-default train.lr left out: a trial's method brings its own
+    raw.pop("tune", None)
+    return raw
 
 
 def check_space(recipe: Recipe, source: str) -> list[Dimension]:
