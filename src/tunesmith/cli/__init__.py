@@ -27,6 +27,7 @@ from tunesmith.cli.tune import add_parser as add_tune_parser
 from tunesmith.train.run_claim import check_output
 
 EXIT_USER_ERROR = 2
+EXIT_QUALITY_GATE = 3  # training finished, but the model failed the recipe's quality_gate
 
 
 class Parser(argparse.ArgumentParser):
@@ -105,7 +106,13 @@ def cmd_train(args) -> int:
 
     from tunesmith.recipes.finetune import finetune
 
-    print_training_summary(finetune(recipe))
+    result = finetune(recipe)
+    print_training_summary(result)
+    verdict = result.get("verdict") or {}
+    if verdict.get("gate") and not verdict.get("passed", True):  # the model is kept, marked in eval.json
+        fail(f"quality_gate: {'; '.join(verdict['problems'])} (model kept in {result['model_dir']}, "
+             f"eval.json verdict.passed: false)")
+        return EXIT_QUALITY_GATE
     return 0
 
 

@@ -81,6 +81,8 @@ def confusion_table(split: str, metrics: dict) -> Table:
 
 
 def print_training_summary(result: dict) -> None:
+    from tunesmith.evaluation.verdict import verdict_lines
+
     """The run's tables, drawn from what eval.json holds: the task's summary columns per split with the
     baselines under them, then whichever of per-class, confusion, per-target and sample tables it has."""
     splits = {k: result[k] for k in ("validation", "test") if k in result}
@@ -103,6 +105,8 @@ def print_training_summary(result: dict) -> None:
     console.print(f"model saved to {result['model_dir']} (load it with transformers' from_pretrained)")
     if result.get("report"):
         console.print(f"report: {result['report']} (rewrite: tunesmith report RUN; compare runs: tunesmith compare)")
+    for line in verdict_lines(result.get("verdict") or {}):  # last, where it is seen: the run learned nothing?
+        console.print(line, style="bold red" if line.startswith("WARNING") else "red", markup=False)
 
 
 def print_split_details(split: str, metrics: dict) -> None:

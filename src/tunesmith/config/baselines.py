@@ -47,3 +47,28 @@ class BaselinesSpec(BaseModel):
     @property
     def enabled(self) -> list[str]:
         return [name for name in NAMES if getattr(self, name)]
+
+
+REFERENCE_NAMES = ("strongest", "majority", "tfidf", "tfidf_ridge", "mean", "majority_tag", "crf", "pretrained",
+                   "scratch")
+
+
+class QualityGateSpec(BaseModel):
+    """The recipe's `quality_gate:` section: a run whose best model does not beat a reference point on
+    validation (by more than `margin`), or predicts one class only, fails with exit status 3 (the model is kept
+    and marked in eval.json). Without it the same verdict is a warning (evaluation/verdict.py).
+
+        quality_gate: {beat: tfidf, margin: 0.0}      # strongest | majority | tfidf | mean | pretrained | ...
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # inf, nan: refused
+
+    beat: str = Field("strongest", description="the reference point to beat: strongest (of those measured), "
+                                               "or one by name")
+    margin: float = Field(0.0, ge=0, description="by more than this, in the metric's units")
+
+    @model_validator(mode="after")
+    def _known_reference(self) -> "QualityGateSpec":
+        if self.beat not in REFERENCE_NAMES:
+            raise ValueError(f"unknown reference '{self.beat}'; choose one of {', '.join(REFERENCE_NAMES)}")
+        return self

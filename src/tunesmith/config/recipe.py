@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from tunesmith.config.baselines import BaselinesSpec
+from tunesmith.config.baselines import NAMES as BASELINE_NAMES
+from tunesmith.config.baselines import BaselinesSpec, QualityGateSpec
 from tunesmith.config.checkpoint import CheckpointSpec, Resume
 from tunesmith.config.imbalance import ImbalanceSpec, InspectSpec
 from tunesmith.config.lm import LMSpec
@@ -162,8 +163,17 @@ class Recipe(Section):
     method: MethodSpec = Field(default_factory=MethodSpec)  # full | freeze | bitfit | lora | dora (tunesmith/methods/)
     baselines: BaselinesSpec = Field(default_factory=BaselinesSpec)  # majority | tfidf | scratch (tunesmith/baselines/)
     report: ReportSpec = Field(default_factory=ReportSpec)  # report.html, trackers (tunesmith/report/)
+    quality_gate: QualityGateSpec | None = None  # fail (exit 3) when the model does not beat a baseline
     tune: TuneSpec | None = None  # `tunesmith tune`'s search space (config/tune.py); `tunesmith train` ignores it
     _lr_from_method: bool = PrivateAttr(False)  # train.lr was left out: the method's default (see lr_source)
+
+    @model_validator(mode="after")
+    def _gate_has_its_baseline(self) -> "Recipe":
+        beat = self.quality_gate.beat if self.quality_gate else None
+        if beat in BASELINE_NAMES and not getattr(self.baselines, beat):
+            raise ValueError(f"quality_gate.beat: '{beat}' is not measured; turn it on under baselines: "
+                             f"(baselines: {{{beat}: true}}) or beat another reference")
+        return self
 
     @model_validator(mode="after")
     def _method_learning_rate(self) -> "Recipe":

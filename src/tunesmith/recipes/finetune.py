@@ -26,6 +26,7 @@ from tunesmith import __version__
 from tunesmith.artifacts import RunDir
 from tunesmith.config.method import DEFAULT_LR, LOW_LR_FACTOR, default_lr
 from tunesmith.data.token_cache import encode_splits
+from tunesmith.evaluation.verdict import quality_verdict
 from tunesmith.methods import apply_method
 from tunesmith.methods.measure import peak_memory
 from tunesmith.models import check_weights_safe, resolve_model
@@ -192,6 +193,8 @@ class FineTune:
             "max_length": task.length_summary(),
         }
         result.update(task.extra_results(model, self.tokenizer, accelerator))
+        result["verdict"] = quality_verdict(self.recipe, result, self.stopper.metric,
+                                            task.metric_mode(self.stopper.metric))
         finish_tracking(accelerator)
         if accelerator.is_main_process:
             task.save_artifacts(run, model, self.loaders.held_out, accelerator)

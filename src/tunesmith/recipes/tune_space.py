@@ -154,8 +154,8 @@ def sample_values(dimensions: list[Dimension], base: dict, pick: Callable[[Dimen
 
 def trial_recipe(base: dict, values: dict[str, Any], output: str, source: str) -> Recipe:
     """The recipe of one trial: the base with the sampled values, its own run directory, resumed if one is there,
-    and without baselines (the same for every trial: `tunesmith train best.yaml` computes them)."""
-    overrides = {**values, "output": output, "resume": "auto", "baselines": False}
+    and without baselines (the same for every trial: `tunesmith train best.yaml` computes them) nor a quality gate."""
+    overrides = {**values, "output": output, "resume": "auto", "baselines": False, "quality_gate": None}
     return validate_recipe(apply_values(base, overrides), source)
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from tunesmith.artifacts import RunDir, write_text_atomic
 from tunesmith.errors import RunError
+from tunesmith.evaluation.verdict import verdict_lines
 from tunesmith.report import plots
 from tunesmith.report.multi_label import section_per_label
 from tunesmith.report.preference import CHARTED as PREFERENCE_CHARTED, is_preference_run, section_preference
@@ -291,7 +292,18 @@ def section_summary(data: RunData) -> str:
                 line += f"; vs {BASELINE_NAMES.get(name, name)} {fmt(scores[metric])} ({delta:+.4f})"
         rows.append([split, line])
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in data.notes)
-    return table(["", ""], rows, classes="kv") + notes
+    return verdict_box(result.get("verdict") or {}) + table(["", ""], rows, classes="kv") + notes
+
+
+def verdict_box(verdict: dict) -> str:
+    """The quality verdict, first on the page, when the model did not beat its reference points."""
+    lines = verdict_lines(verdict)
+    if not lines:
+        return ""
+    causes = "".join(f"<li>{esc(line.split(': ', 1)[1])}</li>" for line in lines[1:] if "likely cause" in line)
+    gate = '<p><b>quality_gate failed</b>: the model is kept, and marked in eval.json.</p>' if verdict.get("gate") else ""
+    return (f'<div class="verdict"><p><b>{esc(lines[0])}</b></p><p>Likely causes, most likely first:</p>'
+            f'<ol>{causes}</ol>{gate}</div>')
 
 
 def section_recipe(data: RunData) -> str:
@@ -550,7 +562,8 @@ pre { background: #f6f8fa; padding: 10px; overflow: auto; font-size: 12px; }
 pre.recipe { max-height: 440px; } .group { display: flex; flex-wrap: wrap; gap: 0 28px; align-items: flex-start; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 12px; }
 figure.chart { margin: 0; } figure.chart img { width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: 12px; color: #666; } .note { color: #666; font-size: 13px; }
+figcaption { font-size: 12px; color: #666; } .verdict { border: 2px solid #c0392b; background: #fdf0ee;
+ padding: 4px 14px; margin: 8px 0 12px; } .note { color: #666; font-size: 13px; }
 """
 
 
