@@ -16,7 +16,7 @@ BASE = {"model": "m", "data": {"train": "x.csv"}}
 
 
 @pytest.mark.parametrize("method, lr", [
-    ("full", 5e-5), ("lora", 2e-3), ("dora", 2e-3), ("bitfit", 5e-3),
+    ("full", 5e-5), ("lora", 1e-3), ("dora", 1e-3), ("bitfit", 5e-3),
     ({"name": "freeze"}, HEAD_ONLY_LR),  # all_but_head: only the head trains
     ({"name": "freeze", "freeze": "layers", "layers": 2}, 5e-5), ({"name": "freeze", "freeze": "embeddings"}, 5e-5),
 ])
@@ -32,13 +32,13 @@ def test_a_set_learning_rate_is_kept_and_a_full_fine_tuning_rate_under_lora_is_c
     assert recipe.train.lr == 1e-4 and recipe.lr_source == "the recipe"
     assert recipe.to_mapping()["train"]["lr"] == 1e-4
     assert learning_rate_note(recipe) == (
-        "warning: train.lr 0.0001 is 20x below method lora's default (0.002): a full fine-tuning rate under lora "
-        "often learns little. Leave train.lr out to use the default, or try --set train.lr=0.002")
+        "warning: train.lr 0.0001 is 10x below method lora's default (0.001): a full fine-tuning rate under lora "
+        "often learns little. Leave train.lr out to use the default, or try --set train.lr=0.001")
     assert learning_rate_note(validate_recipe({**BASE, "train": {"lr": 1e-4}})) == "train.lr 0.0001: set in the recipe"
-    assert learning_rate_note(validate_recipe({**BASE, "method": "lora", "train": {"lr": 1e-3}})).startswith(
-        "train.lr 0.001: set")  # 2x below: a choice, not a mistake
+    assert learning_rate_note(validate_recipe({**BASE, "method": "lora", "train": {"lr": 5e-4}})).startswith(
+        "train.lr 0.0005: set")  # 2x below: a choice, not a mistake
     assert learning_rate_note(validate_recipe({**BASE, "method": "lora"})) == (
-        "train.lr 0.002: the default for method lora (train.lr not set; full fine-tuning's is 5e-05)")
+        "train.lr 0.001: the default for method lora (train.lr not set; full fine-tuning's is 5e-05)")
     assert load_recipe(None, ["method.name=lora"], base=dict(BASE)).train.lr == DEFAULT_LR["lora"]  # --set
 
 
@@ -49,19 +49,19 @@ def test_the_default_is_printed_and_saved_in_the_run(tiny_bert_dir, tmp_path):
     raw["method"] = "lora"
     lines = []
     result = finetune(validate_recipe(raw), echo=lines.append)
-    assert "train.lr 0.002: the default for method lora (train.lr not set; full fine-tuning's is 5e-05)" in lines
-    assert result["learning_rate"] == {"value": 2e-3, "source": "the default for method lora"}
+    assert "train.lr 0.001: the default for method lora (train.lr not set; full fine-tuning's is 5e-05)" in lines
+    assert result["learning_rate"] == {"value": 1e-3, "source": "the default for method lora"}
     text = (tmp_path / "run" / "recipe.yaml").read_text()
-    assert text.startswith("# train.lr 0.002: the default for method lora\n")
+    assert text.startswith("# train.lr 0.001: the default for method lora\n")
     saved = yaml.safe_load(text)
-    assert saved["train"]["lr"] == 2e-3  # explicit in the run: resuming or repeating it uses the same rate
+    assert saved["train"]["lr"] == 1e-3  # explicit in the run: resuming or repeating it uses the same rate
     assert load_recipe(tmp_path / "run" / "recipe.yaml").lr_source == "the recipe"
 
 
 def test_a_tune_trial_of_another_method_gets_that_methods_default():
     recipe = validate_recipe({**BASE, "tune": {"space": {"method.name": ["full", "lora"]}}})
     base = base_mapping(recipe)
-    assert trial_recipe(base, {"method.name": "lora"}, "out/1", "r").train.lr == 2e-3
+    assert trial_recipe(base, {"method.name": "lora"}, "out/1", "r").train.lr == 1e-3
     assert trial_recipe(base, {"method.name": "full"}, "out/0", "r").train.lr == 5e-5
     fixed = validate_recipe({**BASE, "train": {"lr": 3e-4}, "tune": {"space": {"method.name": ["full", "lora"]}}})
     assert trial_recipe(base_mapping(fixed), {"method.name": "lora"}, "out/1", "r").train.lr == 3e-4

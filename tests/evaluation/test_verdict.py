@@ -34,8 +34,8 @@ def test_a_model_below_the_strongest_baseline_fails_naming_the_learning_rate_fir
     assert not verdict["passed"]
     assert verdict["problems"] == ["validation macro_f1 0.8000 does not beat the tfidf baseline (0.8100)"]
     causes = verdict["likely_causes"]
-    assert causes[0] == ("the learning rate for the method: train.lr 1e-05 under lora, whose default is 0.002 "
-                         "(full fine-tuning: 5e-05); try --set train.lr=0.002")
+    assert causes[0] == ("the learning rate for the method: train.lr 1e-05 under lora, whose default is 0.001 "
+                         "(full fine-tuning: 5e-05); try --set train.lr=0.001")
     assert causes[1] == "too few steps: 12 steps (1.0 epochs); try --set train.epochs=2"
     assert causes[2].startswith("labels shuffled against texts")
     assert causes[3].startswith("truncation: texts are cut to 64 tokens") and causes[3].endswith("max_length=128")

@@ -40,8 +40,8 @@ OPTIONS = {
 # train.lr when the recipe leaves it out: methods that train few parameters from a small start (LoRA's B = 0, a
 # fresh head, biases) need far larger steps than full fine-tuning. Measured on MiniLM (SST-2 subset, SMS Spam):
 # docs/benchmarks.md, "Learning-rate defaults by method".
-DEFAULT_LR = {"full": 5e-5, "freeze": 5e-5, "bitfit": 5e-3, "lora": 2e-3, "dora": 2e-3}
-HEAD_ONLY_LR = 2e-3  # freeze: all_but_head (only the task head trains)
+DEFAULT_LR = {"full": 5e-5, "freeze": 5e-5, "bitfit": 5e-3, "lora": 1e-3, "dora": 1e-3}
+HEAD_ONLY_LR = 1e-2  # freeze: all_but_head (only the task head trains)
 LOW_LR_FACTOR = 8  # an explicit train.lr this many times below the method's default is called out
 
 

@@ -121,7 +121,7 @@ class TrainSpec(Section):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0, description="default: the method's own (config/method.py DEFAULT_LR: "
-                                                     "full 5e-5, lora/dora 2e-3, bitfit 5e-3, head only 2e-3)")
+                                                     "full 5e-5, lora/dora 1e-3, bitfit 5e-3, head only 1e-2)")
     weight_decay: float = Field(0.01, ge=0)
     optimizer: Literal["adamw", "adam", "sgd", "rmsprop"] = "adamw"
     momentum: float = Field(0.9, ge=0, lt=1, description="for sgd and rmsprop")
