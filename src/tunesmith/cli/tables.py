@@ -106,7 +106,7 @@ def print_training_summary(result: dict) -> None:
     if result.get("report"):
         console.print(f"report: {result['report']} (rewrite: tunesmith report RUN; compare runs: tunesmith compare)")
     for line in verdict_lines(result.get("verdict") or {}):  # last, where it is seen: the run learned nothing?
-        console.print(line, style="bold red" if line.startswith("WARNING") else "red", markup=False)
+        console.print(line, style="bold red" if line.startswith("WARNING") else "red", markup=False, soft_wrap=True)
 
 
 def print_split_details(split: str, metrics: dict) -> None:
