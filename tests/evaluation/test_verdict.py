@@ -19,7 +19,8 @@ BASELINES = {"validation": {"majority": {"macro_f1": 0.33, "accuracy": 0.5}, "tf
 
 def result(value, matrix=((5, 5), (5, 5)), **more):
     return {"validation": {"macro_f1": value, "confusion_matrix": {"labels": ["neg", "pos"], "matrix": matrix}},
-            "baselines": BASELINES, "steps": 12, "epochs": 1.0, "max_length": {"used": 64}, **more}
+            "baselines": BASELINES, "steps": 12, "epochs": 1.0, "max_length": {"used": 64},
+            "inspect": {"findings": ["info: truncation"]}, **more}
 
 
 def test_a_model_above_the_strongest_baseline_passes():
@@ -94,3 +95,9 @@ def test_a_run_that_learned_passes_quietly(tiny_bert_dir, tmp_path, capsys):
     assert main(["train", str(path)]) == 0
     saved = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert saved["verdict"]["passed"] is True and "WARNING" not in capsys.readouterr().out
+
+
+def test_truncation_is_a_cause_only_when_texts_were_cut():
+    recipe = validate_recipe(BASE)
+    uncut = result(0.5, inspect={"findings": ["info: class_imbalance"]})
+    assert not any(c.startswith("truncation") for c in quality_verdict(recipe, uncut, "macro_f1", "max")["likely_causes"])

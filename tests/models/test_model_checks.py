@@ -66,7 +66,7 @@ def clamped_run(short_bert, tmp_path_factory):
 def test_max_length_is_clamped_with_a_note_and_training_succeeds(clamped_run, short_bert):
     _, _, stdout, status = clamped_run
     assert status == 0, stdout[-2000:]
-    notes = [line for line in stdout.splitlines() if "train.max_length" in line]
+    notes = [line for line in stdout.splitlines() if "train.max_length" in line and line.startswith("note:")]
     assert notes == [f"note: train.max_length {ASKED} is more than {short_bert}'s {POSITIONS} positions: "
                      f"using {POSITIONS}"]
 

@@ -73,7 +73,7 @@ def test_warmup_as_steps_or_fraction():
 @pytest.mark.parametrize("name,fused", [("adamw", True), ("adam", True), ("sgd", True), ("rmsprop", None)])
 def test_fused_kernels_where_torch_has_them(name, fused):
     model = torch.nn.Linear(4, 2)
-    optimizer = build_optimizer(model, TrainSpec(optimizer=name))
+    optimizer = build_optimizer(model, TrainSpec(optimizer=name, lr=5e-5))  # (a recipe fills lr from its method)
     assert optimizer.defaults.get("fused") is fused
 
 

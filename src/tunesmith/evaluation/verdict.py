@@ -54,7 +54,8 @@ def likely_causes(recipe, result: dict) -> list[str]:
     causes.append("labels shuffled against texts (a column mix-up, or rows sorted separately): check data.columns "
                   "and a few rows with `tunesmith inspect RECIPE`")
     length = result.get("max_length") or {}
-    if length.get("used"):
+    truncated = any(str(f).endswith(": truncation") for f in (result.get("inspect") or {}).get("findings", []))
+    if length.get("used") and truncated:  # the inspection before training found texts longer than max_length
         causes.append(f"truncation: texts are cut to {length['used']} tokens; see the truncation finding of "
                       f"`tunesmith inspect RECIPE`, try --set train.max_length={min(2 * length['used'], 512)}")
     return causes
