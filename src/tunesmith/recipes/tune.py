@@ -80,7 +80,7 @@ class Objective:
 
     def __init__(self, recipe: Recipe, source: str, dimensions: list[Dimension], tune_dir: Path, metric: str,
                  echo: Callable):
-        self.recipe, self.source, self.dimensions = recipe, source, dimensions
+        self.source, self.dimensions = source, dimensions
         self.base = base_mapping(recipe)
         self.tune_dir, self.metric, self.echo = tune_dir, metric, echo
         self.spec = recipe.tune
@@ -167,11 +167,11 @@ def claim_tune_dir(tune_dir: Path, source: str) -> None:
     """TUNE is new, empty, or a tune directory; never a directory of other files (nothing of theirs is touched)."""
     if tune_dir.exists() and not tune_dir.is_dir():
         raise RunError(f"{tune_dir}: exists and is not a directory; choose another --output")
-    if tune_dir.is_dir() and not (tune_dir / MARKER).is_file():
-        foreign = sorted(p.name for p in tune_dir.iterdir() if p.name not in OWN_FILES)
-        if foreign or any(tune_dir.iterdir()):
-            listed = ", ".join(foreign[:3]) or ", ".join(sorted(p.name for p in tune_dir.iterdir())[:3])
-            raise RunError(f"{tune_dir}: not a tunesmith tune directory (holds {listed}); choose another --output")
+    if tune_dir.is_dir() and not (tune_dir / MARKER).is_file() and any(tune_dir.iterdir()):
+        names = sorted(p.name for p in tune_dir.iterdir())
+        foreign = [name for name in names if name not in OWN_FILES]  # the user's files named first
+        raise RunError(f"{tune_dir}: not a tunesmith tune directory (holds {', '.join((foreign or names)[:3])}); "
+                       f"choose another --output")
     tune_dir.mkdir(parents=True, exist_ok=True)
     if not (tune_dir / MARKER).is_file():
         write_text_atomic(tune_dir / MARKER, json.dumps({"format": "tunesmith-tune/1", "recipe": source}) + "\n")

@@ -150,13 +150,18 @@ def check_texts(request: PredictRequest, limits: Limits) -> list[str]:
     if len(texts) > limits.max_texts:
         raise RequestError(400, f"texts: {len(texts)} texts; at most {limits.max_texts} per request "
                                 f"(--max-texts)", param="texts")
+    check_each_text(texts, "texts", limits)
+    return texts
+
+
+def check_each_text(texts: list[str], field: str, limits: Limits) -> None:
+    """Every text of `field` non-empty and within --max-text-chars (the message names field[index])."""
     for index, text in enumerate(texts):
         if not text.strip():
-            raise RequestError(400, f"texts[{index}]: empty text", param="texts")
+            raise RequestError(400, f"{field}[{index}]: empty text", param=field)
         if len(text) > limits.max_text_chars:
-            raise RequestError(400, f"texts[{index}]: {len(text)} characters; at most {limits.max_text_chars} "
-                                    f"(--max-text-chars)", param="texts")
-    return texts
+            raise RequestError(400, f"{field}[{index}]: {len(text)} characters; at most {limits.max_text_chars} "
+                                    f"(--max-text-chars)", param=field)
 
 
 def check_pairs(request: PredictRequest, limits: Limits, paired: bool) -> list[str] | None:
@@ -173,12 +178,7 @@ def check_pairs(request: PredictRequest, limits: Limits, paired: bool) -> list[s
     if len(pairs) != len(request.texts):
         raise RequestError(400, f"text_pairs: {len(pairs)} second texts for {len(request.texts)} texts; give one "
                                 f"per text", param="text_pairs")
-    for index, text in enumerate(pairs):
-        if not text.strip():
-            raise RequestError(400, f"text_pairs[{index}]: empty text", param="text_pairs")
-        if len(text) > limits.max_text_chars:
-            raise RequestError(400, f"text_pairs[{index}]: {len(text)} characters; at most {limits.max_text_chars} "
-                                    f"(--max-text-chars)", param="text_pairs")
+    check_each_text(pairs, "text_pairs", limits)
     return pairs
 
 
