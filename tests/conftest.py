@@ -46,6 +46,45 @@ def _token_cache(_session_token_cache, tmp_path_factory, monkeypatch) -> Path:
     return path
 
 
+PREFLIGHT_SEEN: list[str] = []  # "severity: [code] message" of every preflight warning/error of in-process runs
+_PREFLIGHT_CHECKED = [0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_preflight():
+    """Every in-process run's preflight findings are recorded (tunesmith.recipes.finetune.run_preflight wrapped)."""
+    import tunesmith.recipes.finetune as finetune
+    from tunesmith.preflight import PreflightError
+
+    real = finetune.run_preflight
+
+    def recording(context, echo=print):
+        try:
+            report = real(context, echo=echo)
+        except PreflightError as exc:
+            PREFLIGHT_SEEN.append(f"error: {exc}")
+            raise
+        PREFLIGHT_SEEN.extend(f"{f.severity}: [{f.code}] {f.message}" for f in report.findings
+                              if f.severity in ("warning", "error"))
+        return report
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(finetune, "run_preflight", recording)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _clean_runs_raise_no_preflight_finding(request, _record_preflight):
+    """The suite's clean runs raise no preflight warning or error: a test whose runs (its fixtures' included) do
+    fails here, unless it plants a fault on purpose (@pytest.mark.preflight_fault)."""
+    yield
+    new = PREFLIGHT_SEEN[_PREFLIGHT_CHECKED[0]:]
+    _PREFLIGHT_CHECKED[0] = len(PREFLIGHT_SEEN)
+    if new and request.node.get_closest_marker("preflight_fault") is None:
+        pytest.fail("a clean run raised preflight findings (mark the test preflight_fault if planted):\n"
+                    + "\n".join(new), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return shared_data_dir()

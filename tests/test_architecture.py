@@ -24,7 +24,7 @@ LAYERS = [
     ("methods", {"methods"}),
     ("features", {"evaluation", "baselines", "imbalance", "inspection"}),  # what tasks score and diagnose with
     ("tasks", {"tasks"}),
-    ("train", {"train"}),
+    ("train", {"train", "preflight"}),  # the loop, checkpoints; preflight checks before the first step
     ("outputs", {"report", "trackers", "export"}),  # report.html, trackers, export formats
     ("recipes", {"recipes"}),
     ("serve", {"serve"}),  # tunesmith serve: the HTTP server over recipes/predict.py and recipes/generate.py

@@ -66,6 +66,7 @@ def test_margin_named_reference_and_a_lower_is_better_metric():
         validate_recipe({**BASE, "baselines": False, "quality_gate": {"beat": "tfidf"}})
 
 
+@pytest.mark.preflight_fault  # lr 1e-7 under lora on purpose: preflight's lr_below_method fires too
 def test_a_run_that_learned_nothing_warns_and_the_gate_exits_3_keeping_the_model(tiny_bert_dir, tmp_path, capsys):
     train = write_csv(tmp_path / "train.csv", sentiment_rows(60, seed=2))
     raw = tiny_recipe(tiny_bert_dir, train, tmp_path / "run", epochs=1, lr=1e-7)

@@ -22,6 +22,7 @@ from tunesmith.config.messages import alias_problem, describe_errors
 from tunesmith.config.method import MethodSpec, default_lr
 from tunesmith.config.multi_label import MultiLabelSpec
 from tunesmith.config.preference import PreferenceSpec
+from tunesmith.config.preflight import PreflightSpec
 from tunesmith.config.regression import RegressionSpec
 from tunesmith.config.report import ReportSpec
 from tunesmith.config.token_classification import TokenClassificationSpec
@@ -157,6 +158,7 @@ class Recipe(Section):
     preference: PreferenceSpec = Field(default_factory=PreferenceSpec)  # task: dpo (loss, reference, bad pairs)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)  # classification (config/imbalance.py)
     inspect: InspectSpec = Field(default_factory=InspectSpec)  # data diagnostics before training (tunesmith/inspection.py)
+    preflight: PreflightSpec = Field(default_factory=PreflightSpec)  # checks before the first step (tunesmith/preflight/)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)  # config/checkpoint.py
     resume: Resume = False  # true: continue from the newest valid checkpoint in output; auto: if there is one
     overwrite: bool = False  # replace a finished run in output, once the new run has finished (train/run_claim.py)

@@ -98,3 +98,23 @@ def enable_gradient_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if getattr(model.config, "use_cache", None):
         model.config.use_cache = False  # a KV cache is useless in training and conflicts with checkpointing
+
+
+def load_best_weights(model, run) -> None:
+    """The weights a run saved in RUN/model (*.safetensors) loaded into `model`; only tied copies may be missing."""
+    from safetensors.torch import load_file
+
+    weights = sorted(run.model_dir.glob("*.safetensors"))
+    state = {}
+    for path in weights:
+        state.update(load_file(str(path)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # tied weights (e.g. decoder embeddings) are saved once; anything else missing is a bug
+    missing = [k for k in missing if k not in tied_names(model)]
+    if missing or unexpected:
+        raise RuntimeError(f"best checkpoint does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def tied_names(model) -> set[str]:
+    tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or {}
+    return set(tied if not isinstance(tied, dict) else list(tied.keys()) + list(tied.values()))

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import transformers
 from accelerate.utils import set_seed
-from safetensors.torch import load_file
 
 from tunesmith import __version__
 from tunesmith.artifacts import RunDir
@@ -28,8 +27,10 @@ from tunesmith.config.method import DEFAULT_LR, LOW_LR_FACTOR, default_lr
 from tunesmith.data.token_cache import encode_splits
 from tunesmith.evaluation.verdict import quality_verdict
 from tunesmith.methods import apply_method
+from tunesmith.methods.base import load_best_weights
 from tunesmith.methods.measure import peak_memory
 from tunesmith.models import check_weights_safe, resolve_model
+from tunesmith.preflight import PreflightContext, record_in_inspect, run_preflight
 from tunesmith.recipes.baselines import collect_baselines
 from tunesmith.report import write_report
 from tunesmith.tasks import make_task
@@ -103,7 +104,9 @@ class FineTune:
         self.trackers = make_trackers(recipe, output=self.run.path)  # report.trackers; checked before data loads
         self.task, self.splits = prepare_data(recipe, self.echo)
         self.model, self.tokenizer, self.method = prepare_model(recipe, self.task, self.echo)
-        self.echo(learning_rate_note(recipe))
+        lr_note = learning_rate_note(recipe)
+        if not (recipe.preflight.enabled and lr_note.startswith("warning")):  # preflight reports it (lr_below_method)
+            self.echo(lr_note)
         self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
         self.datasets = encode_splits(self.task, self.splits.frames(), self.tokenizer,
                                       enabled=recipe.data.cache_tokenized, echo=self.echo)
@@ -117,6 +120,9 @@ class FineTune:
         self.model, self.optimizer, train_loader, *held_out = prepare_for_training(
             self.accelerator, self.model, self.optimizer, loaders.train, *loaders.held_out.values())
         self.loaders = Loaders(train_loader, dict(zip(loaders.held_out, held_out)))
+        self.preflight = run_preflight(PreflightContext(
+            recipe, self.task, self.accelerator.unwrap_model(self.model), self.tokenizer, self.method, self.splits,
+            self.datasets, self.plan.total_steps), echo=self.echo if self.accelerator.is_main_process else quiet)
         stop = settings.early_stopping
         metric = self.task.stop_metric
         self.stopper = EarlyStopper(metric, self.task.metric_mode(metric), stop.patience, stop.target, stop.min_delta,
@@ -191,6 +197,7 @@ class FineTune:
             "memory": peak_memory(accelerator.device),  # peak RSS (CPU) / peak allocated (GPU)
             "model_dir": str(RunDir(self.recipe.output).model_dir),
             "max_length": task.length_summary(),
+            "preflight": self.preflight.to_dict(),
         }
         result.update(task.extra_results(model, self.tokenizer, accelerator))
         result["verdict"] = quality_verdict(self.recipe, result, self.stopper.metric,
@@ -198,6 +205,7 @@ class FineTune:
         finish_tracking(accelerator)
         if accelerator.is_main_process:
             task.save_artifacts(run, model, self.loaders.held_out, accelerator)
+            record_in_inspect(run.path, self.preflight)
             run.write_eval(result)
             self.checkpoints.finish()  # RUN/checkpoints removed unless checkpoint.keep_on_finish
             if self.recipe.report.html:
@@ -216,6 +224,10 @@ def learning_rate_note(recipe) -> str:
                 f"fine-tuning rate under {method.name} often learns little. Leave train.lr out to use the default, "
                 f"or try --set train.lr={own:g}")
     return f"train.lr {lr:g}: set in the recipe"
+
+
+def quiet(line: str) -> None:
+    """echo for processes other than the main one."""
 
 
 def write_report_safely(run: RunDir, echo) -> str | None:
@@ -237,23 +249,6 @@ def timing(state, total_seconds: float, loop_seconds: float) -> dict:
         "tokens": state.tokens, "padded_tokens": state.padded_tokens,
         "padding_fraction": round(1 - state.tokens / max(state.padded_tokens, 1), 4),
     }
-
-
-def load_best_weights(model, run: RunDir) -> None:
-    weights = sorted(run.model_dir.glob("*.safetensors"))
-    state = {}
-    for path in weights:
-        state.update(load_file(str(path)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    # tied weights (e.g. decoder embeddings) are saved once; anything else missing is a bug
-    missing = [k for k in missing if k not in tied_names(model)]
-    if missing or unexpected:
-        raise RuntimeError(f"best checkpoint does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-
-
-def tied_names(model) -> set[str]:
-    tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or {}
-    return set(tied if not isinstance(tied, dict) else list(tied.keys()) + list(tied.values()))
 
 
 def environment(accelerator) -> dict:

@@ -25,6 +25,7 @@ from tunesmith.errors import RunError
 from tunesmith.evaluation.verdict import verdict_lines
 from tunesmith.report import plots
 from tunesmith.report.multi_label import section_per_label
+from tunesmith.report.preflight import section_preflight
 from tunesmith.report.preference import CHARTED as PREFERENCE_CHARTED, is_preference_run, section_preference
 from tunesmith.report.regression import section_predictions, target_tables
 from tunesmith.report.token_classification import (section_entity_examples, section_entity_types,
@@ -523,6 +524,7 @@ SECTIONS = (
     ("summary", "Summary", section_summary),
     ("recipe", "Recipe", section_recipe),
     ("data", "Data", section_data),
+    ("preflight", "Preflight checks", lambda data: section_preflight(data, table, esc)),
     ("curves", "Loss and metric curves", section_curves),
     ("learning-rate", "Learning rate", section_learning_rate),
     ("perplexity", "Perplexity", section_perplexity),

@@ -95,6 +95,9 @@ class LMTask(Task):
         if limit is not None and longest > limit:
             key = "lm.block_size" if self.block_size >= self.recipe.train.max_length else "train.max_length"
             raise RecipeError(f"{key}: {longest} tokens is more than the model's {limit} positions")
+        # saved with the model: batched generation (model.generate on a padded batch) needs left padding; every
+        # tunesmith collator pads explicitly, so training does not depend on it (preflight: decoder_padding_side)
+        tokenizer.padding_side = "left"
         return model, tokenizer
 
     # ---- training and evaluation ------------------------------------------------------------

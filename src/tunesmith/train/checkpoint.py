@@ -65,7 +65,7 @@ _STEP_DIR = re.compile(r"^step-(\d{8})$")
 _CHUNK = 1 << 16
 _TEST_HOOK = "TUNESMITH_TEST_SIGNAL_AFTER_STEP"
 # recipe keys that may change between a run and its resumption
-_NOT_FINGERPRINTED = ("resume", "overwrite", "checkpoint", "output", "tune")
+_NOT_FINGERPRINTED = ("resume", "overwrite", "checkpoint", "output", "tune", "preflight")
 
 
 # --- the directory of checkpoints ----------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""The first-steps probe: on one fixed batch, the loss must fall over a few optimizer steps.
+
+A model that cannot lower the loss of the very batch it is stepping on (dropout off, the run's optimizer and
+peak learning rate, no warm-up) will not learn the task either: the learning rate is far too low for the method
+(it barely moves), far too high (it rises, or turns nan), or no gradient reaches the weights that matter. The
+trainable weights are copied first and put back afterwards, and the probe's optimizer is thrown away, so the run
+starts from exactly the weights it would have started from.
+
+`preflight.loss_probe: auto` (the default) runs it for runs projected (one timed probe step x the planned
+steps) to train longer than `preflight.probe_minutes`: a long run is where finding out after the fact costs most.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from tunesmith.data.findings import Finding
+from tunesmith.train.optim import build_optimizer
+
+MIN_FALL = 0.02  # the last probe loss must be at least 2% below the first
+MAX_RISE = 0.05  # ... and a rise of more than 5% means the rate is too high
+
+
+def probe_losses(context, batch: dict, steps: int, minutes: float | None) -> tuple[list[float], float]:
+    """(losses before each step and after the last, seconds of the first step); with `minutes`, stops after one
+    step when the projected run is shorter. The trainable weights are restored before returning."""
+    model = context.model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    saved = [p.detach().clone() for p in trainable]
+    optimizer = build_optimizer(model, context.recipe.train)
+    was_training = model.training
+    model.eval()  # dropout off: the fixed batch's loss moves only with the weights
+    losses, first_step = [], 0.0
+    try:
+        for step in range(steps):
+            started = time.perf_counter()
+            loss = context.task.compute_loss(model, batch)
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]) or step == steps - 1:
+                break
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step == 0:
+                first_step = time.perf_counter() - started
+                if minutes is not None and first_step * context.total_steps < minutes * 60:
+                    break
+    finally:
+        with torch.no_grad():
+            for param, value in zip(trainable, saved):
+                param.copy_(value)
+                param.grad = None
+        del optimizer
+        model.train(was_training)
+    return losses, first_step
+
+
+def check_loss_falls(context) -> list[Finding]:
+    spec = context.recipe.preflight
+    if spec.loss_probe is False:
+        return []
+    minutes = spec.probe_minutes if spec.loss_probe == "auto" else None
+    losses, first_step = probe_losses(context, context.fixed_batch("train"), spec.probe_steps, minutes)
+    lr, method = context.recipe.train.lr, context.recipe.method.name
+    if len(losses) == 1 and math.isfinite(losses[0]) and spec.probe_steps > 1:
+        return [Finding("loss_probe_skipped", "info", f"the loss probe stopped after one step: the run is projected "
+                        f"at ~{first_step * context.total_steps / 60:.1f} min, under preflight.probe_minutes "
+                        f"{spec.probe_minutes:g} (preflight.loss_probe: true runs it always)")]
+    first, last = losses[0], losses[-1]
+    trace = " -> ".join(f"{x:.4g}" for x in (losses[0], losses[len(losses) // 2], losses[-1]))
+    where = f"on one fixed batch over {len(losses) - 1} steps at train.lr {lr:g} (method {method})"
+    if not math.isfinite(last):
+        return [Finding("loss_not_falling", "warning", f"the loss became {last} {where}: the learning rate is "
+                        f"likely too high", examples=losses)]
+    if last > first * (1 + MAX_RISE):
+        return [Finding("loss_not_falling", "warning", f"the loss rose ({trace}) {where}: the learning rate is "
+                        f"likely too high for the method", examples=losses)]
+    if last > first * (1 - MIN_FALL):
+        return [Finding("loss_not_falling", "warning", f"the loss barely moved ({trace}) {where}: the learning "
+                        f"rate is likely too low for the method, or no gradient reaches the weights that matter",
+                        examples=losses)]
+    return []
