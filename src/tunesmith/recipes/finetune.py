@@ -35,6 +35,7 @@ from tunesmith.report import write_report
 from tunesmith.tasks import make_task
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
 from tunesmith.train.checkpoint import Checkpointer, finished_result
+from tunesmith.train.distributed import batches_per_process, main_process
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import make_accelerator, prepare_for_training
@@ -48,6 +49,7 @@ def finetune(recipe, *, echo=print, judge=None) -> dict:
 
     File safety (train/run_claim.py): RUN is checked and locked first; a finished run being overwritten stays as
     it is while the new run trains in RUN/.overwrite, whose files replace it only once the new run has finished."""
+    echo = echo if main_process() else quiet  # several processes: the main one prints (train/distributed.py)
     with claim_run_dir(recipe, echo=echo) as run_dir:
         if recipe.resume and (done := finished_result(run_dir)) is not None:
             echo(f"note: {recipe.output} already finished (eval.json, no checkpoint left): nothing to resume")
@@ -104,13 +106,14 @@ class FineTune:
         self.task, self.splits = prepare_data(recipe, self.echo)
         self.model, self.tokenizer, self.method = prepare_model(recipe, self.task, self.echo)
         self.echo(learning_rate_note(recipe))
-        self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
+        if main_process():  # diagnostics, once per run (a failure stops the main process, and the launcher the rest)
+            self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
         self.datasets = encode_splits(self.task, self.splits.frames(), self.tokenizer,
                                       enabled=recipe.data.cache_tokenized, echo=self.echo)
         loaders = self._loaders()
         self.accelerator = make_accelerator(settings.precision, gradient_accumulation_steps=settings.grad_accumulation,
                                             log_with=self.trackers or None)
-        self.plan = plan_steps(len(loaders.train), settings)
+        self.plan = plan_steps(batches_per_process(len(loaders.train), self.accelerator.num_processes), settings)
         self.optimizer = build_optimizer(self.model, settings)
         self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)
         # mixed precision covers the training forward only: every evaluation runs in fp32, so their numbers compare
@@ -203,6 +206,10 @@ class FineTune:
             if self.recipe.report.html:
                 result["report"] = write_report_safely(run, self.echo)
         return result
+
+
+def quiet(*_args, **_kwargs) -> None:
+    """The echo of the non-main processes of a multi-process run."""
 
 
 def learning_rate_note(recipe) -> str:
