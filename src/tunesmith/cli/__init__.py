@@ -98,7 +98,7 @@ def _add_read_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    from tunesmith.cli.launch import check_launch, launch, wants_launch
+    from tunesmith.cli.launch import check_launch, launch
     from tunesmith.cli.tables import print_training_summary
     from tunesmith.config.recipe import load_recipe
 
@@ -109,9 +109,10 @@ def cmd_train(args) -> int:
     check_output(recipe, args.recipe)  # ... and so does an output it must not write (train/run_claim.py)
     from tunesmith.train.distributed import die_with_parent, launched, main_process, world_size
 
-    if wants_launch(args):  # --processes N / --accelerate-config: N processes through Accelerate (cli/launch.py)
-        processes, _ = check_launch(args, world_size())
-        return launch(args, args.argv, processes)
+    if args.processes or args.accelerate_config:  # N processes through Accelerate's launcher (cli/launch.py)
+        processes, config = check_launch(args, world_size())
+        if processes > 1 or config is not None:
+            return launch(args, args.argv, processes)
     if launched():
         die_with_parent()  # a rank never outlives its launcher (no orphan writes RUN while a resumed run starts)
 
@@ -122,8 +123,9 @@ def cmd_train(args) -> int:
         print_training_summary(result)
     verdict = result.get("verdict") or {}
     if verdict.get("gate") and not verdict.get("passed", True):  # the model is kept, marked in eval.json
-        fail(f"quality_gate: {'; '.join(verdict['problems'])} (model kept in {result['model_dir']}, "
-             f"eval.json verdict.passed: false)")
+        if main_process():
+            fail(f"quality_gate: {'; '.join(verdict['problems'])} (model kept in {result['model_dir']}, "
+                 f"eval.json verdict.passed: false)")
         return EXIT_QUALITY_GATE
     return 0
 

@@ -47,13 +47,9 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
                             "multi-machine settings; implies a launch")
 
 
-def wants_launch(args) -> bool:
-    """Whether `tunesmith train` re-launches itself (more than one process, or an Accelerate config)."""
-    return bool(args.accelerate_config) or (args.processes or 1) > 1
-
-
 def check_launch(args, world_size: int) -> tuple[int, object | None]:
-    """(processes, the Accelerate config or None) for `args`, or RecipeError naming what does not fit."""
+    """(processes, the Accelerate config or None) for `args`, or RecipeError naming what does not fit. One
+    process and no config: `train` runs in this process, as without --processes."""
     if world_size > 1:
         raise RecipeError(f"--processes / --accelerate-config: this process is already one of {world_size} started by "
                           f"a launcher (WORLD_SIZE={world_size}); leave them out under accelerate launch / torchrun")

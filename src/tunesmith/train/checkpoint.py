@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import signal
@@ -61,9 +60,10 @@ from safetensors.torch import save as save_safetensors
 
 from tunesmith.artifacts import RunDir
 from tunesmith.errors import CheckpointError, TrainingInterrupted, shown
-from tunesmith.train.checkpoint_state import (decode_tree, encode_tree, first_difference, load_model_tensors, lookup,
-                                              model_tensors, own_part, plain, rank_state, recipe_fingerprint,
-                                              rng_state, sampler_generators, set_rng_state)
+from tunesmith.train.checkpoint_state import (Resume, dataset_fingerprint, decode_tree, encode_tree, first_difference,
+                                              load_model_tensors, lookup, model_tensors, next_iteration, own_part,
+                                              rank_state, recipe_fingerprint, rng_state, sampler_generators,
+                                              set_iteration, set_rng_state, then_restore)
 from tunesmith.train.checkpoint_store import FORMAT, CheckpointStore, Damaged
 from tunesmith.train.distributed import agreed_signal, gather_from_ranks, share_from_main
 from tunesmith.train.loop import LoopState
@@ -74,15 +74,6 @@ _REPEAT_WINDOW_S = 2.0  # under a launcher, the same signal again this soon is t
 
 
 # --- the checkpointer: what the loop calls ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Resume:
-    rng: dict                         # global RNG states when the checkpoint was saved
-    epoch_rng: dict                   # ... and at the start of its epoch
-    epoch_start: list[torch.Tensor]   # sampler generators at the start of the epoch
-    now: list[torch.Tensor]           # ... and when the checkpoint was saved
-    iteration: int | None             # the loader's pass counter (Accelerate's set_epoch) at the start of the epoch
 
 
 class Checkpointer:
@@ -104,7 +95,7 @@ class Checkpointer:
         self._epoch_rng: dict | None = None
         self._epoch_iteration: int | None = None
         self._chosen: tuple[Path, dict, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
-        self._resume: _Resume | None = None
+        self._resume: Resume | None = None
         self._signal: int | None = None
         self._data_fingerprint: str | None = None
         self._hook = _parse_hook(os.environ.get(_TEST_HOOK))
@@ -184,7 +175,7 @@ class Checkpointer:
         if len(generators) != len(data["now"]):
             raise CheckpointError(f"{path}: the checkpoint holds {len(data['now'])} data-order generators, the "
                                   f"training loader has {len(generators)}")
-        self._resume = _Resume(own["rng"], data["epoch_rng"], data["epoch_start"], data["now"], data["iteration"])
+        self._resume = Resume(own["rng"], data["epoch_rng"], data["epoch_start"], data["now"], data["iteration"])
         self.last, self.last_step = path, state.step
         self.echo(f"resuming from {path} (step {state.step} of {self.plan.total_steps}, epoch {state.epoch}"
                   f"{', batch ' + str(state.batches_in_epoch) if state.batches_in_epoch < len(self.train_loader) else ' done'})")
@@ -225,14 +216,8 @@ class Checkpointer:
             handle.truncate(size)
 
     def data_fingerprint(self) -> str | None:
-        if self.train_data is None:
-            return None
-        if self._data_fingerprint is None:
-            digest = hashlib.sha256()
-            for index in range(len(self.train_data)):
-                item = self.train_data[index]
-                digest.update(json.dumps(item, sort_keys=True, default=plain).encode())
-            self._data_fingerprint = f"{len(self.train_data)}:{digest.hexdigest()}"
+        if self.train_data is not None and self._data_fingerprint is None:
+            self._data_fingerprint = dataset_fingerprint(self.train_data)
         return self._data_fingerprint
 
     # ---- the loop's hooks -------------------------------------------------------------------------------------
@@ -246,16 +231,16 @@ class Checkpointer:
             set_rng_state(resume.epoch_rng)
             for generator, saved in zip(generators, resume.epoch_start):
                 generator.set_state(saved)
-            _set_iteration(loader, resume.iteration)
+            set_iteration(loader, resume.iteration)
             self._epoch_start, self._epoch_rng = list(resume.epoch_start), resume.epoch_rng
             self._epoch_iteration = resume.iteration
             skipped = self.accelerator.skip_first_batches(loader, state.batches_in_epoch)
-            return _then_restore(skipped, resume.rng, lambda: _set_iteration(loader, _next(resume.iteration)))
+            return then_restore(skipped, resume.rng, lambda: set_iteration(loader, next_iteration(resume.iteration)))
         if resume is not None:  # resumed at an epoch end: the next epoch starts from the saved states
             for generator, saved in zip(generators, resume.now):
                 generator.set_state(saved)
             set_rng_state(resume.rng)
-            _set_iteration(loader, _next(resume.iteration))
+            set_iteration(loader, next_iteration(resume.iteration))
         self._epoch_start = [g.get_state() for g in generators]
         self._epoch_rng = rng_state()
         self._epoch_iteration = getattr(loader, "iteration", None)
@@ -381,31 +366,6 @@ class Checkpointer:
 def _new_best(state: LoopState) -> bool:
     """Whether the evaluation at this step (if any) was a new best."""
     return bool(state.history and state.history[-1]["step"] == state.step and state.history[-1].get("is_best"))
-
-
-def _then_restore(loader, rng: dict, at_end: Callable[[], None]) -> Iterator:
-    """Iterate `loader`, putting the RNG states back once its first batch is fetched (creating the iterator and
-    ordering the epoch drew from them, as at the start of the interrupted epoch); `at_end` after the pass."""
-    iterator = iter(loader)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        set_rng_state(rng)
-        return
-    set_rng_state(rng)
-    yield first
-    yield from iterator
-    at_end()
-
-
-def _set_iteration(loader, value: int | None) -> None:
-    """Accelerate's pass counter, which it hands to `sampler.set_epoch` (epoch-seeded samplers)."""
-    if value is not None and hasattr(loader, "iteration"):
-        loader.iteration = value
-
-
-def _next(iteration: int | None) -> int | None:
-    return None if iteration is None else iteration + 1
 
 
 def _loop_state(saved: dict, clock: float) -> LoopState:

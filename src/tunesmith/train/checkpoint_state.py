@@ -3,8 +3,11 @@ states and the data order, per rank (train/checkpoint.py writes them; no pickle 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import random
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -130,6 +133,42 @@ def sampler_generators(loader) -> list[torch.Generator]:
 
 
 
+def then_restore(loader, rng: dict, at_end: Callable[[], None]) -> Iterator:
+    """Iterate `loader`, putting the RNG states back once its first batch is fetched (creating the iterator and
+    ordering the epoch drew from them, as at the start of the interrupted epoch); `at_end` after the pass."""
+    iterator = iter(loader)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        set_rng_state(rng)
+        return
+    set_rng_state(rng)
+    yield first
+    yield from iterator
+    at_end()
+
+
+def set_iteration(loader, value: int | None) -> None:
+    """Accelerate's pass counter, which it hands to `sampler.set_epoch` (epoch-seeded samplers)."""
+    if value is not None and hasattr(loader, "iteration"):
+        loader.iteration = value
+
+
+def next_iteration(iteration: int | None) -> int | None:
+    return None if iteration is None else iteration + 1
+
+
+@dataclasses.dataclass
+class Resume:
+    """Where a resumed run picks up the data order and the RNG states (this rank's)."""
+
+    rng: dict                         # global RNG states when the checkpoint was saved
+    epoch_rng: dict                   # ... and at the start of its epoch
+    epoch_start: list[torch.Tensor]   # sampler generators at the start of the epoch
+    now: list[torch.Tensor]           # ... and when the checkpoint was saved
+    iteration: int | None             # the loader's pass counter (Accelerate's set_epoch) at the start of the epoch
+
+
 def rank_state(loader, epoch_start: list[torch.Tensor], epoch_rng: dict | None, iteration: int | None) -> dict:
     """This rank's part of a checkpoint: its RNG states now and at the start of the epoch, and the data order
     (its loader's generators at the start of the epoch and now, the loader's pass number)."""
@@ -177,6 +216,14 @@ def lookup(tree: dict, key: str) -> Any:
     for part in key.split("."):
         node = node.get(part, MISSING) if isinstance(node, dict) else MISSING
     return node
+
+
+def dataset_fingerprint(data) -> str:
+    """"<rows>:<sha256 of every row as JSON>": what resuming checks the training data against."""
+    digest = hashlib.sha256()
+    for index in range(len(data)):
+        digest.update(json.dumps(data[index], sort_keys=True, default=plain).encode())
+    return f"{len(data)}:{digest.hexdigest()}"
 
 
 def plain(value: Any) -> Any:
