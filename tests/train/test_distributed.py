@@ -216,10 +216,11 @@ def test_resuming_a_one_process_run_in_two_processes_is_refused(root, resumable)
     done = tunesmith("train", one, "--processes", "2", "--resume")
     assert done.returncode == 2
     errors = [line for line in lines(done.stderr) if line.startswith("error:")]
-    assert errors[0] == (f"error: cannot resume from {root}/one_process/checkpoints/step-00000006: it was saved by a "
-                         f"run of 1 process(es), this run has 2; resume with one process (no --processes): each "
-                         f"process's share of the data and its random states depend on the number of processes, so "
-                         f"another number would not continue the same run")
+    message = (f"cannot resume from {root}/one_process/checkpoints/step-00000006: it was saved by a run of 1 "
+               f"process(es), this run has 2; resume with one process (no --processes): each process's share of the "
+               f"data and its random states depend on the number of processes, so another number would not continue "
+               f"the same run")
+    assert sorted(errors) == sorted([f"error: {message}", f"error: rank 1 of 2: {message}"])  # each rank names itself
 
 
 # --- what the machine lacks: refused before anything starts ------------------------------------------------------
