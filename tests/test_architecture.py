@@ -28,7 +28,7 @@ LAYERS = [
     ("outputs", {"report", "trackers", "export"}),  # report.html, trackers, export formats
     ("recipes", {"recipes"}),
     ("serve", {"serve"}),  # tunesmith serve: the HTTP server over recipes/predict.py and recipes/generate.py
-    ("cli", {"cli"}),
+    ("cli", {"cli", "__main__"}),  # tunesmith/__main__.py: `python -m tunesmith` (what launchers run)
 ]
 LAYER_OF = {top: index for index, (_, tops) in enumerate(LAYERS) for top in tops}
 

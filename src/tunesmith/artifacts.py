@@ -57,6 +57,8 @@ def cache_dir() -> Path:
 
 
 class RunDir:
+    read_only = False  # SharedRunDir (below): the view of RUN the non-main processes of a multi-process run hold
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -127,6 +129,28 @@ class RunDir:
         if not self.metrics_path.is_file():
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+
+class SharedRunDir(RunDir):
+    """RUN as the other processes of a multi-process run hold it: read like any RunDir; its writers write
+    nothing, since one process (the main one, train/run_claim.py) writes RUN and the others must never race it."""
+
+    read_only = True
+
+    def create(self, *, keep_metrics: bool = False) -> "RunDir":
+        return self
+
+    def write_recipe(self, recipe, header: str | None = None) -> None:
+        pass
+
+    def log(self, record: dict) -> None:
+        pass
+
+    def write_eval(self, result: dict) -> None:
+        pass
+
+    def save_model(self, model, tokenizer) -> None:
+        pass
 
 
 def replace_dir(new: Path, target: Path) -> None:

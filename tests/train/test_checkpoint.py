@@ -17,6 +17,7 @@ import torch
 
 from tunesmith.errors import CheckpointError
 from tunesmith.train import checkpoint as ckpt
+from tunesmith.train import checkpoint_store
 from tunesmith.train.checkpoint import CheckpointStore, decode_tree, encode_tree, load_model_tensors, model_tensors
 
 FILES = {"model.safetensors": b"m" * 200_000, "state.safetensors": b"s" * 1000, "state.json": b'{"step": 1}'}
@@ -111,7 +112,7 @@ def test_partial_directories_of_a_killed_save_are_ignored_and_cleaned(store):
 
 def test_disk_full_part_way_through_a_save_keeps_the_previous_checkpoint(store, monkeypatch):
     previous = store.save(6, files(6))
-    real_write, written = ckpt._write_chunk, []
+    real_write, written = checkpoint_store._write_chunk, []
 
     def fills_up(fd, chunk):  # the disk fills after 100 kB: model.safetensors is left half-written
         if sum(written) + len(chunk) > 100_000:
@@ -119,7 +120,7 @@ def test_disk_full_part_way_through_a_save_keeps_the_previous_checkpoint(store, 
         written.append(len(chunk))
         real_write(fd, chunk)
 
-    monkeypatch.setattr(ckpt, "_write_chunk", fills_up)
+    monkeypatch.setattr(checkpoint_store, "_write_chunk", fills_up)
     with pytest.raises(CheckpointError) as info:
         store.save(8, files(8))
     message = str(info.value)

@@ -29,6 +29,7 @@ from tunesmith.errors import TrainingError
 from tunesmith.config.recipe import validate_recipe
 from tunesmith.recipes.finetune import finetune
 from tunesmith.train import checkpoint as ckpt
+from tunesmith.train import checkpoint_store
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 12  # 48 training rows / 8 per batch = 6 steps per epoch, 2 epochs
@@ -137,7 +138,7 @@ def test_disk_full_while_saving_keeps_the_last_checkpoint_and_resume_finishes_th
     root, raw = setup
     run = root / "disk_full"
     recipe = write_recipe(root / "disk_full.yaml", {**raw, "output": str(run)})
-    real_write = ckpt._write_file
+    real_write = checkpoint_store._write_file
 
     def full_at_step_8(path: Path, data: bytes) -> None:
         if path.parent.name.startswith(".tmp-step-00000008") and path.name == "model.safetensors":
@@ -146,7 +147,7 @@ def test_disk_full_while_saving_keeps_the_last_checkpoint_and_resume_finishes_th
             raise OSError(28, "No space left on device")  # ... then the disk is full
         real_write(path, data)
 
-    monkeypatch.setattr(ckpt, "_write_file", full_at_step_8)
+    monkeypatch.setattr(checkpoint_store, "_write_file", full_at_step_8)
     capsys.readouterr()
     assert cli("train", recipe) == 2
     err = capsys.readouterr().err.strip()
@@ -160,7 +161,7 @@ def test_disk_full_while_saving_keeps_the_last_checkpoint_and_resume_finishes_th
     assert store.problem(store.root / "step-00000006") is None
 
     # space is back: resuming from step 6 (an epoch end) finishes the same run
-    monkeypatch.setattr(ckpt, "_write_file", real_write)
+    monkeypatch.setattr(checkpoint_store, "_write_file", real_write)
     assert cli("train", recipe, "--resume") == 0
     assert "step-00000006 (step 6 of 12, epoch 1 done)" in capsys.readouterr().out
     assert_same_run(run, reference)

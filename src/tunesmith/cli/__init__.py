@@ -15,6 +15,8 @@ from pathlib import Path
 from tunesmith.errors import TrainingInterrupted, TunesmithError
 from tunesmith.cli.inspect import add_parser as add_inspect_parser
 from tunesmith.cli.inspect import cmd_inspect
+from tunesmith.cli.launch import add_arguments as add_launch_arguments
+from tunesmith.cli.launch import record_exit, resume_hint
 from tunesmith.cli.plan_export import COMMANDS as PLAN_EXPORT_COMMANDS
 from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
 from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true",
                        help="replace a finished run in the run directory, once the new run has finished "
                             "(recipe: overwrite: true); never files tunesmith did not write")
+    add_launch_arguments(train)  # --processes, --accelerate-config: cli/launch.py
 
     predict = commands.add_parser("predict", help="predict labels with a trained run")
     predict.add_argument("run", help="run directory written by `tunesmith train`")
@@ -95,6 +98,7 @@ def _add_read_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
+    from tunesmith.cli.launch import check_launch, launch
     from tunesmith.cli.tables import print_training_summary
     from tunesmith.config.recipe import load_recipe
 
@@ -103,15 +107,25 @@ def cmd_train(args) -> int:
     overrides += ["overwrite=true"] if args.overwrite else []
     recipe = load_recipe(args.recipe, overrides)  # before the heavy imports: a bad recipe fails fast
     check_output(recipe, args.recipe)  # ... and so does an output it must not write (train/run_claim.py)
+    from tunesmith.train.distributed import die_with_parent, launched, main_process, world_size
+
+    if args.processes or args.accelerate_config:  # N processes through Accelerate's launcher (cli/launch.py)
+        processes, config = check_launch(args, world_size())
+        if processes > 1 or config is not None:
+            return launch(args, args.argv, processes)
+    if launched():
+        die_with_parent()  # a rank never outlives its launcher (no orphan writes RUN while a resumed run starts)
 
     from tunesmith.recipes.finetune import finetune
 
     result = finetune(recipe)
-    print_training_summary(result)
+    if main_process():
+        print_training_summary(result)
     verdict = result.get("verdict") or {}
     if verdict.get("gate") and not verdict.get("passed", True):  # the model is kept, marked in eval.json
-        fail(f"quality_gate: {'; '.join(verdict['problems'])} (model kept in {result['model_dir']}, "
-             f"eval.json verdict.passed: false)")
+        if main_process():
+            fail(f"quality_gate: {'; '.join(verdict['problems'])} (model kept in {result['model_dir']}, "
+                 f"eval.json verdict.passed: false)")
         return EXIT_QUALITY_GATE
     return 0
 
@@ -195,25 +209,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    code = _run(args)
+    record_exit(code)  # a rank started by --processes tells its launcher how it ended (cli/launch.py)
+    return code
+
+
+def _run(args) -> int:
+    from tunesmith.train.distributed import main_process, rank, world_size
+
+    def say(message: str) -> None:  # every rank stops alike: the main process says why; another rank names itself
+        fail(message if main_process() else f"rank {rank()} of {world_size()}: {message}")
+
     try:
         _quiet_libraries()
         return COMMANDS[args.command](args)
-    except TrainingInterrupted as exc:  # SIGINT/SIGTERM during training: a checkpoint was saved
-        fail(f"{exc}; continue with: {_resume_command(argv)}")
+    except TrainingInterrupted as exc:  # SIGINT/SIGTERM during training: a checkpoint was saved (by all ranks)
+        if main_process():
+            fail(f"{exc}; continue with: {resume_hint(args.argv, world_size())}")
         return exc.exit_code
     except TunesmithError as exc:
-        fail(str(exc))
+        say(str(exc))
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        fail("interrupted")
+        say("interrupted")
         return 130
-
-
-def _resume_command(argv: list[str] | None) -> str:
-    import shlex
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    return shlex.join(["tunesmith", *args, *([] if "--resume" in args else ["--resume"])])
 
 
 def _quiet_libraries() -> None:

@@ -8,16 +8,18 @@ from typing import Any, Callable
 from tunesmith.config.baselines import BaselinesSpec
 from tunesmith.errors import TrainingInterrupted
 from tunesmith.recipes.scratch import train_from_scratch
+from tunesmith.train.distributed import main_process
 
 
 def collect_baselines(recipe, task, split_names, run, *, finetune: Callable, echo: Callable[[str], None] = print) -> dict:
     """Every baseline the recipe asks for, on every held-out split: {split: {name: metrics}}.
 
-    The task supplies its own (`task.baselines(split)`: majority and TF-IDF for classification); the
-    scratch baseline is a second training run into RUN/baselines/scratch.
+    The task supplies its own (`task.baselines(split)`: majority and TF-IDF for classification), computed by the
+    main process only in a multi-process run (the others' results are never written); the scratch baseline is a
+    second training run into RUN/baselines/scratch, which every process trains together.
     """
     spec: BaselinesSpec = recipe.baselines
-    own = _guarded("task", lambda: task.baselines(list(split_names)), echo) or {}
+    own = (_guarded("task", lambda: task.baselines(list(split_names)), echo) if main_process() else None) or {}
     out = {name: dict(own.get(name) or {}) for name in split_names}
     if spec.scratch:
         scratch = _guarded("scratch", lambda: train_from_scratch(recipe, run.path, finetune=finetune, echo=echo),

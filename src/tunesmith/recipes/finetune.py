@@ -36,6 +36,7 @@ from tunesmith.report import write_report
 from tunesmith.tasks import make_task
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
 from tunesmith.train.checkpoint import Checkpointer, finished_result
+from tunesmith.train.distributed import batches_per_process, main_process
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import make_accelerator, prepare_for_training
@@ -49,6 +50,7 @@ def finetune(recipe, *, echo=print, judge=None) -> dict:
 
     File safety (train/run_claim.py): RUN is checked and locked first; a finished run being overwritten stays as
     it is while the new run trains in RUN/.overwrite, whose files replace it only once the new run has finished."""
+    echo = echo if main_process() else quiet  # several processes: the main one prints (train/distributed.py)
     with claim_run_dir(recipe, echo=echo) as run_dir:
         if recipe.resume and (done := finished_result(run_dir)) is not None:
             echo(f"note: {recipe.output} already finished (eval.json, no checkpoint left): nothing to resume")
@@ -107,13 +109,14 @@ class FineTune:
         lr_note = learning_rate_note(recipe)
         if not (recipe.preflight.enabled and lr_note.startswith("warning")):  # preflight reports it (lr_below_method)
             self.echo(lr_note)
-        self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
+        if main_process():  # diagnostics, once per run (a failure stops the main process, and the launcher the rest)
+            self.task.inspect_data(self.splits, self.tokenizer, self.echo)  # may stop the run (inspect.fail_on)
         self.datasets = encode_splits(self.task, self.splits.frames(), self.tokenizer,
                                       enabled=recipe.data.cache_tokenized, echo=self.echo)
         loaders = self._loaders()
         self.accelerator = make_accelerator(settings.precision, gradient_accumulation_steps=settings.grad_accumulation,
                                             log_with=self.trackers or None)
-        self.plan = plan_steps(len(loaders.train), settings)
+        self.plan = plan_steps(batches_per_process(len(loaders.train), self.accelerator.num_processes), settings)
         self.optimizer = build_optimizer(self.model, settings)
         self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)
         # mixed precision covers the training forward only: every evaluation runs in fp32, so their numbers compare
@@ -213,6 +216,10 @@ class FineTune:
         return result
 
 
+def quiet(*_args, **_kwargs) -> None:
+    """The echo of the non-main processes of a multi-process run."""
+
+
 def learning_rate_note(recipe) -> str:
     """One line on train.lr: its value and source, and a warning when a set rate is far below the method's own."""
     lr, method = recipe.train.lr, recipe.method
@@ -224,10 +231,6 @@ def learning_rate_note(recipe) -> str:
                 f"fine-tuning rate under {method.name} often learns little. Leave train.lr out to use the default, "
                 f"or try --set train.lr={own:g}")
     return f"train.lr {lr:g}: set in the recipe"
-
-
-def quiet(line: str) -> None:
-    """echo for processes other than the main one."""
 
 
 def write_report_safely(run: RunDir, echo) -> str | None:

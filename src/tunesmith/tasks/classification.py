@@ -137,16 +137,17 @@ class ClassificationTask(SequenceTask):
     def predict_probs(self, model, loader, accelerator, *, desc: str = "eval") -> tuple[np.ndarray, np.ndarray, float]:
         """(N x C class probabilities, gold ids, mean cross-entropy) over a labelled loader."""
         model.eval()
-        probs, golds, losses, weights = [], [], [], []
+        probs, golds, loss_sum = [], [], 0.0
         for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-            out = model(**batch)
-            logits, labels = accelerator.gather_for_metrics((out.logits, batch["labels"]))
-            probs.append(torch.softmax(logits.float(), dim=-1).cpu())
+            out = model(**{k: v for k, v in batch.items() if k != "labels"})
+            # every example once, from every process: the loss too is computed from the gathered rows
+            logits, labels = accelerator.gather_for_metrics((out.logits.float(), batch["labels"]))
+            probs.append(torch.softmax(logits, dim=-1).cpu())
             golds.append(labels.cpu())
-            losses.append(float(out.loss) * len(batch["labels"]))
-            weights.append(len(batch["labels"]))
+            loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
         model.train()
-        return torch.cat(probs).numpy(), torch.cat(golds).numpy(), sum(losses) / max(sum(weights), 1)
+        count = sum(len(g) for g in golds)
+        return torch.cat(probs).numpy(), torch.cat(golds).numpy(), loss_sum / max(count, 1)
 
     def evaluate(self, model, loader, accelerator, *, desc: str = "eval") -> dict:
         """Loss and classification metrics over a loader; keeps class probabilities (N x C), never

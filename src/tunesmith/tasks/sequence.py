@@ -37,9 +37,10 @@ class SequenceTask(Task):
         outputs, golds, total, count = [], [], 0.0, 0
         for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
             logits = outputs_of(model, batch)
-            total += float(self.loss_of(logits, batch["labels"])) * len(batch["labels"])
-            count += len(batch["labels"])
             logits, labels = accelerator.gather_for_metrics((logits, batch["labels"].float()))
+            if len(labels):  # the loss of the gathered rows: every example once, from every process
+                total += float(self.loss_of(logits, labels)) * len(labels)
+                count += len(labels)
             outputs.append(logits.cpu().numpy().reshape(len(logits), -1))
             golds.append(labels.cpu().numpy().reshape(len(labels), -1))
         if was_training:

@@ -203,15 +203,13 @@ class TokenClassificationTask(Task):
         compact, rows, seen, loss, count = [], [], 0, 0.0, 0
         show = (accelerator is None or accelerator.is_local_main_process) and len(loader) > 1  # not per served request
         for batch in tqdm(loader, desc=desc, leave=False, disable=not show):
-            if "labels" in batch:
-                summed, logits = self.loss_sum(model, batch)
-                loss, count = loss + float(summed), count + int(batch["labels"].ne(IGNORE).sum())
-            else:
-                logits = model(**batch).logits.float()
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()  # bf16 under autocast
             probs = torch.softmax(logits, dim=-1)
             probs = torch.nn.functional.pad(probs, (0, 0, 0, self.max_length - probs.shape[1]))
-            if accelerator is not None:
-                probs = accelerator.gather_for_metrics(probs)
+            losses = row_losses(logits, batch["labels"]) if "labels" in batch else probs.new_zeros(len(probs), 2)
+            if accelerator is not None:  # every window once, from every process (loss included)
+                probs, losses = accelerator.gather_for_metrics((probs, losses))
+            loss, count = loss + float(losses[:, 0].sum()), count + int(losses[:, 1].sum())
             for window in probs.cpu().numpy():
                 feature, keep = features[seen], np.flatnonzero(np.array(features[seen]["word_index"]) >= 0)
                 compact.append({"sentence": feature["sentence"], "n_words": feature["n_words"],
@@ -282,3 +280,9 @@ class TokenClassificationTask(Task):
             columns["tags"].append(" ".join(tags))
             columns["prediction"].append("; ".join(f"{g['word']} ({g['entity_group']})" for g in groups) or "-")
         return columns
+
+
+def row_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 2) float64 rows: each window's summed cross-entropy over its labelled sub-tokens, and their number."""
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    return torch.stack([per_token.sum(1).double(), labels.ne(IGNORE).sum(1).double()], dim=1)

@@ -7,13 +7,13 @@
         state.safetensors   every other tensor: optimizer moments, torch / CUDA / data-order RNG states
         state.json          the rest: loop state and evaluation history, early stopping, scheduler, optimizer
                             hyper-parameters, python and numpy RNG states, the position inside the epoch,
-                            and fingerprints of the recipe and of the training data
+                            the number of processes and every rank's RNG and data-order states, and
+                            fingerprints of the recipe and of the training data
         manifest.json       written last: size and sha256 of each file above
 
 No pickle anywhere: tensors go to safetensors and everything else to JSON, so reading a checkpoint can
-never run code. A checkpoint is written into a temporary directory, each file fsync'ed, then renamed
-into place; a directory without a manifest, or whose files do not match it, is reported as damaged and
-the next older checkpoint is used.
+never run code. The directory is written atomically and verified on reading (train/checkpoint_store.py): a
+damaged checkpoint is reported and the next older one is used. What goes in: train/checkpoint_state.py.
 
 When: at each epoch end, every `checkpoint.every_steps` optimizer steps, at the last step, after each
 evaluation that is a new best when `checkpoint.on_best` (off by default: RUN/model already holds the
@@ -21,353 +21,59 @@ best weights, and a full checkpoint per improvement costs time), and when SIGINT
 at the end of the current step; the run then stops with exit status 130/143). The newest `keep_last`
 plus the one of the best evaluation (if there is one) are kept.
 
-Exact resume (single process): the model, optimizer, schedule, grad scaler and Accelerate's
-accumulation counter are restored; the data order is restored by resetting the sampler's generator to
-its state at the start of the interrupted epoch and skipping the batches already consumed
-(`accelerator.skip_first_batches`); the global python / numpy / torch RNG states (dropout) are put back
-right after the first batch of the resumed iterator has been fetched, i.e. where the interrupted run
-stood. metrics.jsonl is cut back to what it held when the checkpoint was saved, then appended to.
+Exact resume: the model, optimizer, schedule, grad scaler and Accelerate's accumulation counter are
+restored; the data order is restored by resetting the sampler's generator to its state at the start of the
+interrupted epoch and skipping the batches already consumed (`accelerator.skip_first_batches`); the global
+python / numpy / torch RNG states (dropout) are put back right after the first batch of the resumed iterator
+has been fetched, i.e. where the interrupted run stood. metrics.jsonl is cut back to what it held when the
+checkpoint was saved, then appended to.
+
+Several processes (train/distributed.py): every rank's RNG and data-order states are gathered into the
+checkpoint the main process writes (weights and optimizer states are the same on every rank under DDP), and
+each rank restores its own. The main process chooses the checkpoint to resume from and the others read that
+one. A run resumes with the number of processes it was saved with (another number is refused: each rank's
+share of the data and its random states depend on it). A signal seen by any rank stops every rank after the
+same step (`agreed_signal`), so they save one checkpoint together.
 
 Test-only hook: with `TUNESMITH_TEST_SIGNAL_AFTER_STEP=STEP:NAME` in the environment (e.g. `11:KILL`,
 `5:TERM`), the process sends itself that signal after optimizer step STEP (after any checkpoint due at
-that step). The tests use it to kill a run at a chosen step without timing races.
+that step). `STEP:NAME:launcher` makes rank 0 send it to the launcher instead ($TUNESMITH_LAUNCHER_PID, set by
+`tunesmith train --processes`, else the parent process) and wait for it to arrive. The tests use it to stop a
+run at a chosen step without timing races.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
-import random
-import re
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
-import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from tunesmith.artifacts import RunDir, fsync_dir, os_reason, replace_dir
+from tunesmith.artifacts import RunDir
 from tunesmith.errors import CheckpointError, TrainingInterrupted, shown
+from tunesmith.train.checkpoint_state import (Resume, dataset_fingerprint, decode_tree, encode_tree, first_difference,
+                                              load_model_tensors, lookup, model_tensors, next_iteration, own_part,
+                                              rank_state, recipe_fingerprint, rng_state, sampler_generators,
+                                              set_iteration, set_rng_state, then_restore)
+from tunesmith.train.checkpoint_store import FORMAT, CheckpointStore, Damaged
+from tunesmith.train.distributed import agreed_signal, gather_from_ranks, share_from_main
 from tunesmith.train.loop import LoopState
 
-FORMAT = "tunesmith-checkpoint/1"
-FILES = ("model.safetensors", "state.safetensors", "state.json")
-_STEP_DIR = re.compile(r"^step-(\d{8})$")
-_CHUNK = 1 << 16
 _TEST_HOOK = "TUNESMITH_TEST_SIGNAL_AFTER_STEP"
-# recipe keys that may change between a run and its resumption
-_NOT_FINGERPRINTED = ("resume", "overwrite", "checkpoint", "output", "tune", "preflight")
-
-
-# --- the directory of checkpoints ----------------------------------------------------------------------------
-
-
-class Damaged(Exception):
-    """A checkpoint directory that is incomplete or does not match its manifest (the message says how)."""
-
-
-class CheckpointStore:
-    """RUN/checkpoints: atomic saves, verified reads, pruning. Knows nothing about training."""
-
-    def __init__(self, root: Path, echo: Callable[[str], None] = print):
-        self.root = Path(root)
-        self.echo = echo
-
-    def steps(self) -> list[tuple[int, Path]]:
-        """(step, directory) of every checkpoint directory, newest first (damaged ones included)."""
-        if not self.root.is_dir():
-            return []
-        found = [(int(m.group(1)), p) for p in self.root.iterdir() if (m := _STEP_DIR.match(p.name))]
-        return sorted(found, reverse=True)
-
-    def save(self, step: int, files: dict[str, bytes]) -> Path:
-        """Write `files` as checkpoint `step`: temporary directory, fsync, manifest, rename. An OSError (disk
-        full, permission denied) becomes a one-line CheckpointError; the older checkpoints are untouched."""
-        target = self.root / f"step-{step:08d}"
-        tmp: Path | None = None
-        writing = "the checkpoint directory"
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=self.root))
-            manifest = {"format": FORMAT, "step": step, "files": {}}
-            for name, data in files.items():
-                writing = name
-                _write_file(tmp / name, data)
-                manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-            writing = "manifest.json"
-            _write_file(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
-            fsync_dir(tmp)
-            writing = "the checkpoint directory"
-            replace_dir(tmp, target)
-            tmp = None
-        except OSError as exc:
-            previous = next((p for s, p in self.steps() if s != step and self.problem(p, quick=True) is None), None)
-            kept = f"the previous checkpoint {previous} is intact" if previous else "there is no earlier checkpoint"
-            raise CheckpointError(
-                f"cannot save checkpoint {target} (writing {writing}): {os_reason(exc)}; {kept}. "
-                f"Free space or fix permissions, then continue with --resume") from None
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return target
-
-    def read(self, path: Path) -> dict[str, bytes]:
-        """The files of checkpoint `path`, each checked against the manifest; raises Damaged."""
-        path = Path(path)
-        if path.is_symlink() or not path.is_dir():
-            raise Damaged("not a directory")
-        manifest = self._manifest(path)
-        out = {}
-        for name, meta in manifest["files"].items():
-            file = path / name
-            try:
-                if file.is_symlink() or not file.is_file():
-                    raise Damaged(f"{name} is missing")
-                data = file.read_bytes()
-            except OSError as exc:
-                raise Damaged(f"cannot read {name}: {os_reason(exc)}") from None
-            if len(data) != meta.get("bytes"):
-                raise Damaged(f"{name} has {len(data)} bytes, the manifest says {meta.get('bytes')}")
-            if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-                raise Damaged(f"{name} does not match its sha256 checksum")
-            out[name] = data
-        return out
-
-    def problem(self, path: Path, quick: bool = False) -> str | None:
-        """Why checkpoint `path` cannot be used, or None. `quick`: manifest and sizes only, no checksums."""
-        try:
-            if quick:
-                manifest = self._manifest(path)
-                for name, meta in manifest["files"].items():
-                    if not (path / name).is_file() or (path / name).stat().st_size != meta.get("bytes"):
-                        return f"{name} is missing or has the wrong size"
-            else:
-                self.read(path)
-        except Damaged as exc:
-            return str(exc)
-        except OSError as exc:
-            return os_reason(exc)
-        return None
-
-    def newest_valid(self, set_aside: bool = True) -> tuple[Path, dict[str, bytes]] | None:
-        """The newest checkpoint that verifies, with its files. Each damaged newer one is reported in one
-        line and (`set_aside`) renamed `damaged-step-N`: kept for inspection, never used."""
-        for step, path in self.steps():
-            try:
-                return path, self.read(path)
-            except Damaged as exc:
-                aside = self.root / f"damaged-{path.name}"
-                if set_aside:
-                    with contextlib.suppress(OSError):
-                        if aside.exists():
-                            shutil.rmtree(aside, ignore_errors=True)
-                        os.replace(path, aside)
-                self.echo(f"warning: checkpoint {path} is damaged ({exc}); moved to {aside.name}, "
-                          f"trying the one before")
-        return None
-
-    def prune(self, keep_last: int, keep_steps: set[int] = frozenset()) -> None:
-        """Remove all but the newest `keep_last` checkpoints and those at `keep_steps` (the best one)."""
-        for index, (step, path) in enumerate(self.steps()):
-            if index >= keep_last and step not in keep_steps:
-                _remove(path)
-
-    def remove_partials(self) -> None:
-        """Temporary directories left by a save that was killed half-way."""
-        if self.root.is_dir():
-            for path in self.root.glob(".tmp-step-*"):
-                _remove(path)
-
-    def clear(self) -> None:
-        if self.root.is_symlink():
-            self.root.unlink()
-        elif self.root.is_dir():
-            shutil.rmtree(self.root)
-
-    @staticmethod
-    def _manifest(path: Path) -> dict:
-        file = path / "manifest.json"
-        if not file.is_file():
-            raise Damaged("no manifest.json: the save did not finish")
-        try:
-            manifest = json.loads(file.read_bytes())
-        except (ValueError, UnicodeDecodeError):
-            raise Damaged("manifest.json is not valid JSON") from None
-        files = manifest.get("files") if isinstance(manifest, dict) else None
-        if not isinstance(files, dict) or manifest.get("format") != FORMAT:
-            raise Damaged("manifest.json is not a tunesmith checkpoint manifest")
-        for name in files:
-            if name not in FILES:  # also keeps every read inside the checkpoint directory
-                raise Damaged(f"manifest.json names an unexpected file {name!r}")
-        missing = [name for name in FILES if name not in files]
-        if missing:
-            raise Damaged(f"manifest.json does not list {missing[0]}")
-        return manifest
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Write `data` to a new file and fsync it (in chunks, so a full disk fails part-way like a real one)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        for start in range(0, len(view), _CHUNK):
-            _write_chunk(fd, view[start:start + _CHUNK])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_chunk(fd: int, chunk: memoryview) -> None:
-    while chunk:
-        written = os.write(fd, chunk)
-        chunk = chunk[written:]
-
-
-def _remove(path: Path) -> None:
-    """Remove a checkpoint directory; a symlink is unlinked, never followed."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-# --- state <-> (JSON, tensors) -------------------------------------------------------------------------------
-
-
-def encode_tree(value: Any, tensors: dict[str, torch.Tensor], where: str = "state") -> Any:
-    """A JSON-able copy of `value` whose tensors are moved into `tensors` (CPU, contiguous, each its own storage,
-    as safetensors requires)."""
-    if isinstance(value, torch.Tensor):
-        key = f"t{len(tensors)}"
-        tensor = value.detach().to("cpu").contiguous()
-        storage = tensor.untyped_storage().data_ptr()
-        if tensor.numel() and any(t.numel() and t.untyped_storage().data_ptr() == storage for t in tensors.values()):
-            tensor = tensor.clone()  # a view of a tensor stored already (safetensors stores each storage once)
-        tensors[key] = tensor
-        return {"__tensor__": key}
-    if isinstance(value, np.ndarray):
-        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, tuple):
-        return {"__tuple__": [encode_tree(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]}
-    if isinstance(value, list):
-        return [encode_tree(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in value):
-            return {k: encode_tree(v, tensors, f"{where}.{k}") for k, v in value.items()}
-        return {"__items__": [[encode_tree(k, tensors, where), encode_tree(v, tensors, f"{where}[{k!r}]")]
-                              for k, v in value.items()]}
-    raise CheckpointError(f"cannot store {where} (a {type(value).__name__}) in a checkpoint")
-
-
-def decode_tree(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(value, list):
-        return [decode_tree(v, tensors) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__tensor__" in value:
-        return tensors[value["__tensor__"]]
-    if "__ndarray__" in value:
-        return np.asarray(value["__ndarray__"], dtype=value["dtype"])
-    if "__tuple__" in value:
-        return tuple(decode_tree(v, tensors) for v in value["__tuple__"])
-    if "__items__" in value:
-        return {_hashable(decode_tree(k, tensors)): decode_tree(v, tensors) for k, v in value["__items__"]}
-    return {k: decode_tree(v, tensors) for k, v in value.items()}
-
-
-def _hashable(key: Any) -> Any:
-    return tuple(key) if isinstance(key, list) else key
-
-
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict with each shared tensor (tied weights) kept once, under its first name, and without the
-    frozen parameters: they never change, and resuming rebuilds the model from the same pretrained weights
-    (a LoRA checkpoint holds the adapter, a few MB, not a copy of the whole model)."""
-    kept, seen = {}, set()
-    frozen = {name for name, param in model.named_parameters(remove_duplicate=False) if not param.requires_grad}
-    for name, tensor in model.state_dict().items():
-        key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if name in frozen or (tensor.numel() and key in seen):
-            continue
-        seen.add(key)
-        kept[name] = tensor.detach().to("cpu").contiguous()
-    return kept
-
-
-def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
-    expected = model_tensors(model)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(model.state_dict()))
-    if missing or unexpected:
-        raise CheckpointError(f"{where}: the checkpointed weights do not fit this model (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); was it saved by another model or task?")
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected.get(name, tensor).shape):
-            raise CheckpointError(f"{where}: weight {name} has shape {tuple(tensor.shape)}, the model has "
-                                  f"{tuple(expected[name].shape)}")
-    model.load_state_dict(tensors, strict=False)
-
-
-# --- RNG and data order -----------------------------------------------------------------------------------------
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def sampler_generators(loader) -> list[torch.Generator]:
-    """The torch.Generators that decide a loader's order (its sampler's, its batch sampler's ...)."""
-    found: list[torch.Generator] = []
-    seen: set[int] = set()
-
-    def visit(obj, depth: int) -> None:
-        if obj is None or depth > 5 or id(obj) in seen:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, torch.Generator):
-            found.append(obj)
-            return
-        for attr in ("base_dataloader", "batch_sampler", "sampler", "generator", "synchronized_generator"):
-            visit(getattr(obj, attr, None), depth + 1)
-
-    visit(loader, 0)
-    return found
+_LAUNCHER_PID = "TUNESMITH_LAUNCHER_PID"
+_REPEAT_WINDOW_S = 2.0  # under a launcher, the same signal again this soon is the launcher passing it on
 
 
 # --- the checkpointer: what the loop calls ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Resume:
-    rng: dict                         # global RNG states when the checkpoint was saved
-    epoch_rng: dict                   # ... and at the start of its epoch
-    epoch_start: list[torch.Tensor]   # sampler generators at the start of the epoch
-    now: list[torch.Tensor]           # ... and when the checkpoint was saved
-    iteration: int | None             # the loader's pass counter (Accelerate's set_epoch) at the start of the epoch
 
 
 class Checkpointer:
@@ -389,7 +95,7 @@ class Checkpointer:
         self._epoch_rng: dict | None = None
         self._epoch_iteration: int | None = None
         self._chosen: tuple[Path, dict, dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None
-        self._resume: _Resume | None = None
+        self._resume: Resume | None = None
         self._signal: int | None = None
         self._data_fingerprint: str | None = None
         self._hook = _parse_hook(os.environ.get(_TEST_HOOK))
@@ -404,7 +110,7 @@ class Checkpointer:
         if main:
             self.store.remove_partials()
         if resume:
-            found = self.store.newest_valid(set_aside=main)
+            found = self._choose()
             if found is not None:
                 path, files = found
                 try:
@@ -430,7 +136,22 @@ class Checkpointer:
             self.run.create()
             with contextlib.suppress(FileNotFoundError):
                 self.run.eval_path.unlink()  # results of an earlier run in this directory are stale now
+        self.accelerator.wait_for_everyone()  # the other ranks go on once RUN is ready
         return False
+
+    def _choose(self) -> tuple[Path, dict[str, bytes]] | None:
+        """The checkpoint to resume from, with its files: the main process picks the newest valid one (setting
+        damaged ones aside); the other ranks read the one it picked."""
+        found = self.store.newest_valid(set_aside=True) if self.accelerator.is_main_process else None
+        chosen = share_from_main(self.accelerator, str(found[0]) if found else None)
+        if found is not None or chosen is None:
+            return found
+        try:
+            return Path(chosen), self.store.read(Path(chosen))
+        except Damaged as exc:
+            raise CheckpointError(f"{chosen}: rank {self.accelerator.process_index} cannot read the checkpoint the "
+                                  f"main process resumes from ({exc}); every process must see the same run "
+                                  f"directory (a file system shared by all machines)") from None
 
     def restore(self) -> LoopState | None:
         """Load the checkpoint chosen by `start` into the model, optimizer, schedule, scaler, early stopper;
@@ -448,22 +169,30 @@ class Checkpointer:
         self.accelerator.step = tree["accelerator_step"]
         self.stopper.load_state_dict(tree["stopper"])
         state = _loop_state(tree["loop"], saved["clock"])
-        data = tree["data"]
+        own = own_part(tree, self.accelerator.process_index)  # this rank's RNG and data order
+        data = own["data"]
         generators = sampler_generators(self.train_loader)
         if len(generators) != len(data["now"]):
             raise CheckpointError(f"{path}: the checkpoint holds {len(data['now'])} data-order generators, the "
                                   f"training loader has {len(generators)}")
-        self._resume = _Resume(tree["rng"], data["epoch_rng"], data["epoch_start"], data["now"], data["iteration"])
+        self._resume = Resume(own["rng"], data["epoch_rng"], data["epoch_start"], data["now"], data["iteration"])
         self.last, self.last_step = path, state.step
         self.echo(f"resuming from {path} (step {state.step} of {self.plan.total_steps}, epoch {state.epoch}"
                   f"{', batch ' + str(state.batches_in_epoch) if state.batches_in_epoch < len(self.train_loader) else ' done'})")
         return state
 
     def _check_same_run(self, path: Path, saved: dict) -> None:
-        now = _fingerprint(self.recipe)
-        key = _first_difference(saved.get("recipe", {}), now)
+        was, now_processes = saved.get("processes", 1), self.accelerator.num_processes
+        if was != now_processes:
+            again = f"--processes {was}" if was > 1 else "one process (no --processes)"
+            raise CheckpointError(
+                f"cannot resume from {path}: it was saved by a run of {was} process(es), this run has "
+                f"{now_processes}; resume with {again}: each process's share of the data and its random states "
+                f"depend on the number of processes, so another number would not continue the same run")
+        now = recipe_fingerprint(self.recipe)
+        key = first_difference(saved.get("recipe", {}), now)
         if key is not None:
-            was, is_ = _lookup(saved.get("recipe", {}), key), _lookup(now, key)
+            was, is_ = lookup(saved.get("recipe", {}), key), lookup(now, key)
             raise CheckpointError(f"cannot resume from {path}: recipe key '{key}' is {shown(is_)} now but was {shown(was)} "
                                   f"when the checkpoint was saved; resume with the same recipe, or start over "
                                   f"without --resume")
@@ -487,14 +216,8 @@ class Checkpointer:
             handle.truncate(size)
 
     def data_fingerprint(self) -> str | None:
-        if self.train_data is None:
-            return None
-        if self._data_fingerprint is None:
-            digest = hashlib.sha256()
-            for index in range(len(self.train_data)):
-                item = self.train_data[index]
-                digest.update(json.dumps(item, sort_keys=True, default=_plain).encode())
-            self._data_fingerprint = f"{len(self.train_data)}:{digest.hexdigest()}"
+        if self.train_data is not None and self._data_fingerprint is None:
+            self._data_fingerprint = dataset_fingerprint(self.train_data)
         return self._data_fingerprint
 
     # ---- the loop's hooks -------------------------------------------------------------------------------------
@@ -508,16 +231,16 @@ class Checkpointer:
             set_rng_state(resume.epoch_rng)
             for generator, saved in zip(generators, resume.epoch_start):
                 generator.set_state(saved)
-            _set_iteration(loader, resume.iteration)
+            set_iteration(loader, resume.iteration)
             self._epoch_start, self._epoch_rng = list(resume.epoch_start), resume.epoch_rng
             self._epoch_iteration = resume.iteration
             skipped = self.accelerator.skip_first_batches(loader, state.batches_in_epoch)
-            return _then_restore(skipped, resume.rng, lambda: _set_iteration(loader, _next(resume.iteration)))
+            return then_restore(skipped, resume.rng, lambda: set_iteration(loader, next_iteration(resume.iteration)))
         if resume is not None:  # resumed at an epoch end: the next epoch starts from the saved states
             for generator, saved in zip(generators, resume.now):
                 generator.set_state(saved)
             set_rng_state(resume.rng)
-            _set_iteration(loader, _next(resume.iteration))
+            set_iteration(loader, next_iteration(resume.iteration))
         self._epoch_start = [g.get_state() for g in generators]
         self._epoch_rng = rng_state()
         self._epoch_iteration = getattr(loader, "iteration", None)
@@ -536,7 +259,8 @@ class Checkpointer:
             before_save()
             self.save(state)
         if self._hook and self._hook[0] == state.step:
-            os.kill(os.getpid(), self._hook[1])
+            self._send_test_signal()
+        self._signal = agreed_signal(self.accelerator, self._signal)  # every rank stops after the same step
         if self._signal is not None:
             before_save()
             self.save(state)
@@ -548,6 +272,8 @@ class Checkpointer:
         """Save checkpoint `state.step` (once per step) and prune old ones."""
         if self.last_step == state.step:
             return self.last
+        ranks = gather_from_ranks(self.accelerator, rank_state(self.train_loader, self._epoch_start, self._epoch_rng,
+                                                               self._epoch_iteration))
         if self.accelerator.is_main_process:
             tensors: dict[str, torch.Tensor] = {}
             saved = {
@@ -559,13 +285,12 @@ class Checkpointer:
                 "scheduler": encode_tree(self.schedule.state_dict(), tensors, "scheduler"),
                 "scaler": encode_tree(_scaler_state(self.accelerator), tensors, "scaler"),
                 "accelerator_step": int(getattr(self.accelerator, "step", 0)),
-                "rng": encode_tree(rng_state(), tensors, "rng"),
-                "data": encode_tree({"epoch_start": self._epoch_start, "epoch_rng": self._epoch_rng,
-                                     "iteration": self._epoch_iteration,
-                                     "now": [g.get_state() for g in sampler_generators(self.train_loader)]},
-                                    tensors, "data"),
+                "processes": self.accelerator.num_processes,
+                "rng": encode_tree(ranks[0]["rng"], tensors, "rng"),  # rank 0's (the only one of a single process)
+                "data": encode_tree(ranks[0]["data"], tensors, "data"),
+                "ranks": encode_tree(ranks[1:], tensors, "ranks"),  # every other rank's {"rng", "data"}
                 "metrics_bytes": self.run.metrics_path.stat().st_size if self.run.metrics_path.is_file() else 0,
-                "recipe": _fingerprint(self.recipe),
+                "recipe": recipe_fingerprint(self.recipe),
                 "plan": _plan(self.plan),
                 "data_fingerprint": self.data_fingerprint(),
             }
@@ -582,6 +307,20 @@ class Checkpointer:
         self.last_step = state.step
         self.accelerator.wait_for_everyone()
         return self.last
+
+    def _send_test_signal(self) -> None:
+        """The test hook (module doc): the signal to this process, or from rank 0 to the launcher, then wait for
+        the launcher to pass it back (SIGKILL: to end this process through die_with_parent)."""
+        step, signum, target = self._hook
+        if target != "launcher":
+            os.kill(os.getpid(), signum)
+            return
+        if not self.accelerator.is_main_process:
+            return
+        os.kill(int(os.environ.get(_LAUNCHER_PID) or os.getppid()), signum)
+        deadline = time.monotonic() + 60
+        while self._signal is None and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def last_good(self) -> str:
         """For messages: the newest checkpoint that can be resumed from."""
@@ -602,13 +341,17 @@ class Checkpointer:
             yield
             return
         previous = {}
+        first_at = [0.0]
+        passed_on = self.accelerator.num_processes > 1  # Ctrl-C reaches a rank from the terminal and the launcher
 
         def handler(signum, frame):
+            if self._signal is not None and passed_on and time.monotonic() - first_at[0] < _REPEAT_WINDOW_S:
+                return
             if self._signal is not None:
                 raise TrainingInterrupted(
                     f"stopped at once by a second {signal.Signals(signum).name}; {self.last_good()}",
                     exit_code=128 + signum, checkpoint=self.last)
-            self._signal = signum
+            self._signal, first_at[0] = signum, time.monotonic()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, handler)
@@ -625,31 +368,6 @@ def _new_best(state: LoopState) -> bool:
     return bool(state.history and state.history[-1]["step"] == state.step and state.history[-1].get("is_best"))
 
 
-def _then_restore(loader, rng: dict, at_end: Callable[[], None]) -> Iterator:
-    """Iterate `loader`, putting the RNG states back once its first batch is fetched (creating the iterator and
-    ordering the epoch drew from them, as at the start of the interrupted epoch); `at_end` after the pass."""
-    iterator = iter(loader)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        set_rng_state(rng)
-        return
-    set_rng_state(rng)
-    yield first
-    yield from iterator
-    at_end()
-
-
-def _set_iteration(loader, value: int | None) -> None:
-    """Accelerate's pass counter, which it hands to `sampler.set_epoch` (epoch-seeded samplers)."""
-    if value is not None and hasattr(loader, "iteration"):
-        loader.iteration = value
-
-
-def _next(iteration: int | None) -> int | None:
-    return None if iteration is None else iteration + 1
-
-
 def _loop_state(saved: dict, clock: float) -> LoopState:
     names = {f.name for f in dataclasses.fields(LoopState)}
     state = LoopState(**{k: v for k, v in saved.items() if k in names})
@@ -663,44 +381,16 @@ def _scaler_state(accelerator) -> dict | None:
     return scaler.state_dict() if scaler is not None else None
 
 
-def _fingerprint(recipe) -> dict:
-    dumped = recipe.model_dump(mode="json")
-    return {k: v for k, v in dumped.items() if k not in _NOT_FINGERPRINTED}
-
-
 def _plan(plan) -> dict:
     return {k: getattr(plan, k) for k in ("steps_per_epoch", "total_steps")}
 
 
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = _first_difference(a.get(key, _MISSING), b.get(key, _MISSING), f"{prefix}{key}.")
-            if found is not None:
-                return found
-        return None
-    return None if a == b else prefix.rstrip(".")
-
-
-_MISSING = "(not set)"
-
-
-def _lookup(tree: dict, key: str) -> Any:
-    node: Any = tree
-    for part in key.split("."):
-        node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
-    return node
-
-
-def _plain(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else str(value)
-
-
-def _parse_hook(text: str | None) -> tuple[int, int] | None:
+def _parse_hook(text: str | None) -> tuple[int, int, str] | None:
+    """TUNESMITH_TEST_SIGNAL_AFTER_STEP=STEP:NAME[:launcher] -> (step, signal number, target)."""
     if not text:
         return None
-    step, _, name = text.partition(":")
-    return int(step), int(getattr(signal, f"SIG{name.upper()}"))
+    step, name, target = (text.split(":") + [""])[:3]
+    return int(step), int(getattr(signal, f"SIG{name.upper()}")), target
 
 
 def finished_result(run: RunDir) -> dict | None:

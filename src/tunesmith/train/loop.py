@@ -84,7 +84,7 @@ def train_loop(
     """`checkpoints` (train/checkpoint.py) saves the state after steps and restores the data position;
     `state` is the restored LoopState when resuming."""
     state = state or LoopState()
-    pending = Pending()
+    pending = Pending(accelerator)
     model.train()
     progress = tqdm(total=plan.total_steps, initial=state.step, desc="train", unit="step",
                     disable=not accelerator.is_local_main_process)
@@ -106,10 +106,10 @@ def train_loop(
                     optimizer.zero_grad(set_to_none=True)
                 if finite:
                     pending.add_loss(loss, state)
-                n = accelerator.num_processes
+                n = accelerator.num_processes  # every rank's batch has this rank's shape, near enough
                 state.samples += len(batch["input_ids"]) * n
                 state.padded_tokens += batch["input_ids"].numel() * n
-                pending.add_tokens(batch, n)
+                pending.add_tokens(batch)
                 if not accelerator.sync_gradients:
                     continue
                 schedule.step()
@@ -154,9 +154,12 @@ def backward_and_clip(accelerator, model, loss: torch.Tensor | None, max_grad_no
 
 
 class Pending:
-    """Losses and real-token counts of the steps since the last flush, kept on the device (no sync per step)."""
+    """Losses and real-token counts of the steps since the last flush, kept on the device (no sync per step).
+    Several processes: each flush sums every rank's (one all-reduce), so the logged loss is the mean over all
+    the step's batches, as one process with the whole batch would log it."""
 
-    def __init__(self):
+    def __init__(self, accelerator=None):
+        self.accelerator = accelerator
         self.losses: list[torch.Tensor] = []
         self.where: list[tuple[int, int, int]] = []  # (step, epoch, batch) of each loss, for error messages
         self.tokens: torch.Tensor | int = 0
@@ -165,22 +168,28 @@ class Pending:
         self.losses.append(loss.detach().float().reshape(()))
         self.where.append((state.step + 1, state.epoch, state.batches_in_epoch))
 
-    def add_tokens(self, batch, processes: int) -> None:
+    def add_tokens(self, batch) -> None:
         mask = batch.get("attention_mask")
-        self.tokens = self.tokens + (mask.sum() if mask is not None else batch["input_ids"].numel()) * processes
+        self.tokens = self.tokens + (mask.sum() if mask is not None else batch["input_ids"].numel())
 
     def flush(self, state: LoopState, checkpoints) -> None:
         """Fold into `state` (one read from the device); a NaN/inf loss raises, naming where it appeared."""
         if not self.losses and isinstance(self.tokens, int):
             return
         losses = torch.stack(self.losses).tolist() if self.losses else []  # waits for the device once
-        state.tokens += int(self.tokens)
+        tokens = int(self.tokens)
         where, self.losses, self.where, self.tokens = self.where, [], [], 0
         for value, (step, epoch, batch) in zip(losses, where):
             if not math.isfinite(value):
                 raise TrainingError(_nan_message(value, step, epoch, batch, checkpoints))
-        state.running_loss += sum(losses)
-        state.running_batches += len(losses)
+        total, count = sum(losses), len(losses)
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            summed = self.accelerator.reduce(torch.tensor([total, count, tokens], dtype=torch.float64,
+                                                          device=self.accelerator.device), reduction="sum")
+            total, count, tokens = float(summed[0]), int(summed[1]), int(summed[2])
+        state.tokens += tokens
+        state.running_loss += total
+        state.running_batches += count
 
 
 def _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log) -> None:

@@ -44,12 +44,18 @@ def make_accelerator(precision: str = "fp32", **kwargs):
 
     Accelerate keeps one process-wide state and refuses a second Accelerator with another mixed precision;
     a notebook or test that trains in bf16 and then predicts in fp32 in the same process would fail. The
-    precision part is reset first (as transformers' TrainingArguments does); the process group is kept."""
+    precision part is reset first (as transformers' TrainingArguments does); the process group is kept.
+    Under a launcher, train/distributed.py adds the CPU (gloo) options and refuses sharded engines."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    from tunesmith.train.distributed import accelerator_options, check_supported
+
+    check_supported()
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=mixed_precision(precision), **kwargs)
+    accelerator = Accelerator(mixed_precision=mixed_precision(precision), **{**accelerator_options(), **kwargs})
+    check_supported(accelerator)
+    return accelerator
 
 
 def prepare_for_training(accelerator, model, *objects):

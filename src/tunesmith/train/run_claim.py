@@ -26,7 +26,9 @@ the old run's artifacts the new one did not write (an adapter/, a report.html ..
 fails leaves the finished run byte-identical: RUN/.overwrite is removed, or kept when it holds a checkpoint,
 so that `--overwrite --resume` continues it (the next --overwrite without --resume starts it over).
 
-While it runs, RUN is locked (train/run_lock.py). A nested run under a run being overwritten (the
+While it runs, RUN is locked (train/run_lock.py). In a multi-process run (train/distributed.py) only the main
+process (rank 0) checks, creates, locks, writes and moves RUN; the other ranks get a SharedRunDir view of the same
+directory, whose writers write nothing, and read from it only (checkpoints, the best model). A nested run under a run being overwritten (the
 scratch baseline, RUN/baselines/scratch) is written inside RUN/.overwrite as well.
 """
 
@@ -42,9 +44,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tunesmith import __version__
-from tunesmith.artifacts import (RUN_ARTIFACTS, RUN_MARKER, RunDir, fsync_dir, is_run_dir, os_reason, replace_dir,
-                                  write_text_atomic)
+from tunesmith.artifacts import (RUN_ARTIFACTS, RUN_MARKER, RunDir, SharedRunDir, fsync_dir, is_run_dir, os_reason,
+                                  replace_dir, write_text_atomic)
 from tunesmith.errors import RunError
+from tunesmith.train.distributed import main_process
 from tunesmith.train.run_lock import LOCK_NAME, RunLock
 
 MARKER = RUN_MARKER
@@ -115,9 +118,9 @@ def claim_run_dir(recipe, *, echo: Callable[[str], None] = print) -> Iterator[Ru
     """Check, create and lock the recipe's output for one run; yield the RunDir to write (RUN itself, or
     RUN/.overwrite when overwriting a finished run, moved in when the body returns). Released on every exit."""
     target = _redirected(Path(recipe.output))
-    if not _main_process():  # other processes of a multi-process run: the main one claims and moves
+    if not main_process():  # the other ranks of a multi-process run: the main one claims, locks, writes and moves
         mode = plan_output(recipe, inspect_output(target))
-        yield RunDir(target / STAGING if mode == "staged" else target)
+        yield SharedRunDir(target / STAGING if mode == "staged" else target)
         return
     plan_output(recipe, inspect_output(target))  # refuse before creating or locking anything
     created = _make_dir(target)
@@ -230,7 +233,3 @@ def _remove(path: Path) -> None:
     elif path.is_dir():
         shutil.rmtree(path)
 
-
-def _main_process() -> bool:
-    """The process that writes the run directory (Accelerate's main process: global rank 0)."""
-    return os.environ.get("RANK", "0") in ("", "0")

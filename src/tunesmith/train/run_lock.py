@@ -3,7 +3,8 @@
 The lock itself is an exclusive `fcntl.flock` on that file, taken without waiting: the kernel releases it
 when its holder ends in any way (kill -9 and power loss included), so a second run into RUN is refused
 while the first lives and never afterwards. The file's text, {"pid", "host", "started"}, only names the
-holder for the refusal message. A lock file that no live process holds was left by a run that was killed:
+holder for the refusal message (and, in a multi-process run, where only the main process locks RUN, how
+many processes it leads). A lock file that no live process holds was left by a run that was killed:
 it is reported in one note and taken over. On every exit of the holder (success, error, SIGINT/SIGTERM
 checkpoint exit) the file is removed, then the lock released.
 
@@ -23,6 +24,7 @@ from typing import Callable
 
 from tunesmith.artifacts import os_reason
 from tunesmith.errors import RunError
+from tunesmith.train.distributed import world_size
 
 LOCK_NAME = ".tunesmith.lock"
 _ATTEMPTS = 5  # a holder removing its file between our open and our flock makes us open again
@@ -65,8 +67,11 @@ class RunLock:
                 self.echo(f"note: {self.path} was left by a run that is no longer running ({describe(left)}): "
                           f"taking it over")
             try:
-                _write_fd(fd, {"pid": os.getpid(), "host": socket.gethostname(),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                if world_size() > 1:  # the main process of a multi-process run (only it locks RUN)
+                    holder["processes"] = world_size()
+                _write_fd(fd, holder)
             except OSError as exc:
                 os.close(fd)
                 raise RunError(f"cannot lock {self.path} ({os_reason(exc)})") from None
@@ -103,7 +108,8 @@ def describe(holder: dict) -> str:
     if not holder.get("pid"):
         return "a process that is just starting"
     since = f", since {holder['started']}" if holder.get("started") else ""
-    return f"pid {holder['pid']} on {holder.get('host', 'an unknown host')}{since}"
+    ranks = f", main of {holder['processes']} processes" if holder.get("processes") else ""
+    return f"pid {holder['pid']} on {holder.get('host', 'an unknown host')}{ranks}{since}"
 
 
 def _is_current(fd: int, path: Path) -> bool:
