@@ -51,12 +51,13 @@ def test_the_probe_trains_each_method_per_seed_and_scores_it_on_a_validation_sam
         tiny_bert_dir, tmp_path, fake_costs):
     recipe = validate_recipe(sentiment_recipe(tiny_bert_dir, tmp_path))
     before = recipe.model_dump(mode="json")
-    probe = QualityProbe(epochs=None, steps=3, seeds=2, rows=10)
+    probe = QualityProbe(epochs=None, steps=100, seeds=2, rows=10)
     result = plan_with_quality(recipe, probe, echo=quiet)
 
     assert recipe.model_dump(mode="json") == before  # derived recipes only
     assert result["quality"]["metric"] == "macro_f1" and result["quality"]["mode"] == "max"
-    assert result["quality"]["steps"] == 3 and result["quality"]["validation_rows"] == 10
+    assert result["quality"]["steps"] == 12  # 100 asked, capped at the recipe's own 2 epochs x 6 steps
+    assert result["quality"]["validation_rows"] == 10
     for row in result["candidates"]:
         quality = row["quality"]
         assert "error" not in quality, quality
@@ -72,9 +73,9 @@ def test_the_probe_trains_each_method_per_seed_and_scores_it_on_a_validation_sam
 
     # a probe's score is the validation metric of the derived recipe's real run, reproducibly
     lora = next(row for row in result["candidates"] if row["spec"]["name"] == "lora")
-    again = finetune(probe_recipe(recipe, MethodSpec(**lora["spec"]), steps=3, seed=1, rows=10,
+    again = finetune(probe_recipe(recipe, MethodSpec(**lora["spec"]), steps=12, seed=1, rows=10,
                                   output=tmp_path / "again"), echo=quiet)
-    assert again["steps"] == 3 and again["data"]["validation"] == 10 and "test" not in again
+    assert again["steps"] == 12 and again["data"]["validation"] == 10 and "test" not in again
     assert again["best"]["value"] == pytest.approx(lora["quality"]["scores"][1], abs=1e-6)
     assert not (tmp_path / "again" / "report.html").exists()
     assert again["baselines"] in ({}, None) or not any(again["baselines"].values())
@@ -179,13 +180,13 @@ def test_plan_quality_through_the_cli_writes_every_probes_scores(tiny_bert_dir, 
     recipe.write_text(yaml.safe_dump(sentiment_recipe(tiny_bert_dir, tmp_path)))
     out = tmp_path / "plan.json"
     code = main(["plan", str(recipe), "--steps", "1", "--time-budget", "1h", "--quality", "--quality-budget",
-                 "2steps", "--quality-seeds", "2", "--quality-rows", "12", "--output", str(out)])
+                 "0.5", "--quality-seeds", "2", "--quality-rows", "12", "--output", str(out)])
     assert code == 0
     shown = capsys.readouterr().out
     written = json.loads(out.read_text())
     assert "quality" in shown and "probe" in shown and "recommended:" in shown
     assert all(f"{row['quality']['mean']:.4f}" in shown for row in written["candidates"])
-    assert written["quality"]["seeds"] == 2 and written["quality"]["steps"] == 2
+    assert written["quality"]["seeds"] == 2 and written["quality"]["steps"] == 3  # half of the 6-step epoch
     assert written["quality"]["validation_rows"] == 12
     for row in written["candidates"]:
         assert len(row["quality"]["scores"]) == 2 and row["quality"]["seeds"] == [0, 1]

@@ -2,11 +2,12 @@
 
 After plan.py has measured and projected every candidate's cost, each candidate that fits the budgets trains
 a short real budget on the recipe's data (`--quality-budget`: a fraction of an epoch, default 0.25, or a
-number of optimizer steps, `200steps`) with `finetune`, the run's own code, on a recipe derived from the
+number of optimizer steps, `200steps`; never more than the recipe's own steps) with `finetune`, the run's own code, on a recipe derived from the
 validated one (which is never changed): the candidate's method and its learning rate (the recipe's train.lr
 when it sets one, else the method's default), `train.max_steps` = the budget, the schedule (warmup, decay)
 compressed into it, one evaluation at the end, no baselines, report, quality gate, test set, inspection or
-kept checkpoints, in a temporary directory removed afterwards. The score is the task's early-stopping metric
+kept checkpoints, in a temporary directory removed afterwards; what the run prints is captured (its warnings
+are kept with the scores). The score is the task's early-stopping metric
 (task.stop_metric, maximised or minimised as metric_mode says) on a seeded sample of the validation rows
 (`--quality-rows`, default 512: data.validation.max_rows). Each method runs with `--quality-seeds` seeds
 (default 3: train.seed, +1, +2); a seed changes the initialisation, the batch order, the validation sample
@@ -84,7 +85,7 @@ def plan_with_quality(recipe: Recipe, probe: QualityProbe, *, echo=print, **plan
     task = make_task(recipe)
     metric = task.stop_metric
     mode = task.metric_mode(metric)
-    steps = probe.steps_for(result["steps_per_epoch"])
+    steps = min(probe.steps_for(result["steps_per_epoch"]), result["total_steps"])  # never more than the run's
     rows = min(probe.rows, recipe.data.validation.max_rows or probe.rows)
     fitting = [row for row in result["candidates"] if row["fits"]]
     echo(f"quality probe: {len(fitting)} methods x {probe.seeds} seeds x {steps} steps"
