@@ -180,13 +180,13 @@ def test_plan_quality_through_the_cli_writes_every_probes_scores(tiny_bert_dir, 
     recipe.write_text(yaml.safe_dump(sentiment_recipe(tiny_bert_dir, tmp_path)))
     out = tmp_path / "plan.json"
     code = main(["plan", str(recipe), "--steps", "1", "--time-budget", "1h", "--quality", "--quality-budget",
-                 "0.5", "--quality-seeds", "2", "--quality-rows", "12", "--output", str(out)])
+                 "3steps", "--quality-seeds", "2", "--quality-rows", "12", "--output", str(out)])
     assert code == 0
     shown = capsys.readouterr().out
     written = json.loads(out.read_text())
     assert "quality" in shown and "probe" in shown and "recommended:" in shown
     assert all(f"{row['quality']['mean']:.4f}" in shown for row in written["candidates"])
-    assert written["quality"]["seeds"] == 2 and written["quality"]["steps"] == 3  # half of the 6-step epoch
+    assert written["quality"]["seeds"] == 2 and written["quality"]["steps"] == 3
     assert written["quality"]["validation_rows"] == 12
     for row in written["candidates"]:
         assert len(row["quality"]["scores"]) == 2 and row["quality"]["seeds"] == [0, 1]
@@ -201,7 +201,8 @@ def test_quality_options_are_checked(capsys):
     assert main(["plan", "no-such.yaml", "--quality", "--quality-budget", "soon"]) == 2
     assert "--quality-budget 'soon': expected a fraction of an epoch" in capsys.readouterr().err
     assert quality_probe("0.5epoch").epochs == 0.5 and quality_probe("200 steps").steps == 200
-    assert quality_probe("0.25").steps_for(63) == 16 and quality_probe("2steps").steps_for(63) == 2
+    assert quality_probe("0.25").steps_for(2100) == 525 and quality_probe("2steps").steps_for(63) == 2
+    assert quality_probe("0.25").steps_for(63) == 100  # an epoch budget trains at least 100 steps
     for bad in ("0", "1.5steps", "-1"):
         with pytest.raises(PlanError):
             quality_probe(bad)

@@ -22,7 +22,8 @@ def add_parsers(commands) -> None:
                       help="also train each method that fits for a short real budget on the data and score it on "
                            "validation; recommend by measured quality and cost")
     plan.add_argument("--quality-budget", help="with --quality: each probe's training, a fraction of an epoch (0.25, "
-                                               "the default) or a number of optimizer steps (200steps)")
+                                               "the default; at least 100 steps) or a number of optimizer steps "
+                                               "(200steps)")
     plan.add_argument("--quality-seeds", type=int, help="with --quality: seeds per method (default 3)")
     plan.add_argument("--quality-rows", type=int, help="with --quality: validation rows scored, a seeded sample "
                                                        "(default 512)")

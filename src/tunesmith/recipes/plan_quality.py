@@ -1,8 +1,8 @@
 """`tunesmith plan RECIPE --quality`: besides the cost, what each method learns in a short real run.
 
 After plan.py has measured and projected every candidate's cost, each candidate that fits the budgets trains
-a short real budget on the recipe's data (`--quality-budget`: a fraction of an epoch, default 0.25, or a
-number of optimizer steps, `200steps`; never more than the recipe's own steps) with `finetune`, the run's own code, on a recipe derived from the
+a short real budget on the recipe's data (`--quality-budget`: a fraction of an epoch, default 0.25, at least
+100 steps; or a number of optimizer steps, `200steps`; never more than the recipe's own steps) with `finetune`, the run's own code, on a recipe derived from the
 validated one (which is never changed): the candidate's method and its learning rate (the recipe's train.lr
 when it sets one, else the method's default), `train.max_steps` = the budget, the schedule (warmup, decay)
 compressed into it, one evaluation at the end, no baselines, report, quality gate, test set, inspection or
@@ -43,6 +43,9 @@ from tunesmith.recipes.tune_space import apply_values, base_mapping
 from tunesmith.tasks import make_task
 
 DEFAULT_BUDGET = "0.25"  # of an epoch
+# a budget in epochs trains at least this many steps: on SST-2 (2,000 rows, MiniLM) every method was still at
+# chance after 16 steps (a quarter of its 63-step epoch), so the probe could not rank anything (docs/benchmarks.md)
+MIN_EPOCH_BUDGET_STEPS = 100
 DEFAULT_SEEDS = 3
 DEFAULT_ROWS = 512
 CLEAR = 3.0  # a gap of this many spreads or more is "clear"
@@ -59,7 +62,9 @@ class QualityProbe:
     rows: int = DEFAULT_ROWS
 
     def steps_for(self, steps_per_epoch: int) -> int:
-        return self.steps if self.steps is not None else max(1, math.ceil(self.epochs * steps_per_epoch))
+        if self.steps is not None:
+            return self.steps
+        return max(MIN_EPOCH_BUDGET_STEPS, math.ceil(self.epochs * steps_per_epoch))
 
 
 def quality_probe(budget: str = DEFAULT_BUDGET, seeds: int = DEFAULT_SEEDS, rows: int = DEFAULT_ROWS) -> QualityProbe:
