@@ -58,7 +58,8 @@ def probe(raw: dict, budget: str, seeds: int) -> dict:
             for row in result["candidates"]}
     return {"wall_s": round(time.perf_counter() - started, 1), "steps": result["quality"]["steps"],
             "run_steps": result["total_steps"], "recommended": (result["recommended"] or {}).get("method"),
-            "reason": result["reason"], "confidence": result["quality"]["confidence"], "methods": rows}
+            "reason": result["reason"], "confidence": result["quality"]["confidence"],
+            "metric": result["quality"]["metric"], "methods": rows}
 
 
 def agreement(a: dict, b: dict) -> dict:
@@ -100,6 +101,25 @@ def run_task(task: str, raw: dict, workdir: Path, args) -> dict:
     return found
 
 
+def rescore(found: dict) -> None:
+    """The recommendation again, from the saved probe scores, with the current rule (recommend_by_quality); the
+    one made when the probe ran is kept as recommended_when_run."""
+    from tunesmith.recipes.plan_quality import confidence, recommend_by_quality
+
+    metric = found["probe"]["metric"]
+    rows = [{"method": name, "fits": True, "total_s": row["total_s"], "peak_bytes": 0, "quality": row}
+            for name, row in found["probe"]["methods"].items()]
+    choice, reason = recommend_by_quality(rows, "max", metric)
+    probed = found["probe"]
+    probed.setdefault("recommended_when_run", {"method": probed["recommended"], "reason": probed["reason"]})
+    probed["recommended"], probed["reason"] = choice["method"], reason
+    probed["confidence"] = confidence({"recommended": choice, "candidates": rows, "quality": {"mode": "max"}})
+    full_means = {name: entry["mean"] for name, entry in found["reference"].items()}
+    best = found["ranking"]["full_runs"][0]
+    found["recommended_vs_best_full_run"] = {"recommended": choice["method"], "best_full_run": best,
+                                             "full_run_gap": round(full_means[best] - full_means[choice["method"]], 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["sst2", "sms"], choices=["sst2", "sms"])
@@ -107,7 +127,16 @@ def main() -> None:
     parser.add_argument("--probe-seeds", type=int, default=2)
     parser.add_argument("--freeze-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--rescore", action="store_true", help="recompute the recommendations saved in --json")
     args = parser.parse_args()
+    if args.rescore:
+        results = json.loads(args.json.read_text())
+        for task in args.tasks:
+            results[task]["probe"]["metric"] = METRIC[task]
+            rescore(results[task])
+            print(json.dumps({task: results[task]["recommended_vs_best_full_run"]}))
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        return
     workdir = Path(tempfile.mkdtemp(prefix="bench-plan-quality-"))
     results = json.loads(args.json.read_text()) if args.json and args.json.is_file() else {}
     for task in args.tasks:

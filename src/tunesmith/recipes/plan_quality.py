@@ -13,11 +13,12 @@ are kept with the scores). The score is the task's early-stopping metric
 (default 3: train.seed, +1, +2); a seed changes the initialisation, the batch order, the validation sample
 and a held-out split, and every method sees the same ones, so the scores' spread is the noise of the probe.
 
-The recommendation (`recommend_by_quality`): among the candidates that fit, the best mean score; a cheaper
-candidate (projected time) whose mean is within the spread of the best (the larger standard deviation of
-the two) is preferred, as the probe cannot tell them apart. The reason gives the gap to the next candidate
-against the spread, in numbers and words (clear: 3x the spread or more; probable: 1-3x; too close to call).
-The strength order plan.py assumes (STRENGTH) does not decide here.
+The recommendation (`recommend_by_quality`): among the candidates that fit, the best mean score; a candidate
+that cannot be told from it (its mean and its worst seed within the probe's noise of the best's; the noise: the
+median of the candidates' standard deviations over seeds) and that is materially cheaper (projected time at most
+90% of the best's) is preferred. The reason gives the gap to the next candidate against the noise, in numbers
+and words (clear: 3x the noise or more; probable: 1-3x; too close to call), and names methods unstable across
+seeds (sd over 3x the noise). The strength order plan.py assumes (STRENGTH) does not decide here.
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ DEFAULT_BUDGET = "0.25"  # of an epoch
 MIN_EPOCH_BUDGET_STEPS = 100
 DEFAULT_SEEDS = 3
 DEFAULT_ROWS = 512
-CLEAR = 3.0  # a gap of this many spreads or more is "clear"
+CLEAR = 3.0  # a gap of this many times the probe's noise or more is "clear"
+# a candidate that cannot be told from the best mean replaces it only when its projected time is at most this
+# share of the best's: on MiniLM/SST-2 the probe could not tell lora from full (0.7686 vs 0.7695) where full
+# runs put full 1.8 points ahead; lora's projected time was 96% of full's (docs/benchmarks.md)
+MATERIALLY_CHEAPER = 0.9
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,8 @@ def plan_with_quality(recipe: Recipe, probe: QualityProbe, *, echo=print, **plan
     steps = min(probe.steps_for(result["steps_per_epoch"]), result["total_steps"])  # never more than the run's
     rows = min(probe.rows, recipe.data.validation.max_rows or probe.rows)
     fitting = [row for row in result["candidates"] if row["fits"]]
-    echo(f"quality probe: {len(fitting)} methods x {probe.seeds} seeds x {steps} steps"
-         f"{f' ({probe.epochs:g} epoch)' if probe.steps is None else ''}, "
+    budget = "" if probe.steps is not None else f" ({probe.epochs:g} epoch, at least {MIN_EPOCH_BUDGET_STEPS} steps)"
+    echo(f"quality probe: {len(fitting)} methods x {probe.seeds} seeds x {steps} steps{budget}, "
          f"validation {metric} on at most {rows} rows; about "
          f"{format_duration(probe.seeds * sum(steps * row['step_s'] for row in fitting))} of training")
     with tempfile.TemporaryDirectory(prefix="tunesmith-plan-quality-") as tmp:
@@ -177,58 +182,83 @@ def score_words(quality: dict) -> str:
 # ---- the recommendation ----------------------------------------------------------------------------------
 
 
-def spread_of(*rows: dict) -> float | None:
-    """The noise two probes are compared under: the larger of their standard deviations (None: one seed)."""
+def probe_noise(rows: list[dict]) -> float | None:
+    """The probe's noise: the median of the probed candidates' standard deviations over seeds (one method that
+    is unstable across seeds does not inflate it); None with one seed."""
     sds = [row["quality"]["sd"] for row in rows if row["quality"]["sd"] is not None]
-    return max(sds) if sds else None
+    return statistics.median(sds) if sds else None
 
 
-def certainty(gap: float, spread: float | None) -> tuple[str, str]:
-    """(a word, the end of "the gap G is ...") on how sure a gap between two mean scores is, against the spread."""
-    if spread is None:
-        return "unknown", ("not measured against any spread (one seed each): how sure this is is unknown "
+def certainty(gap: float, noise: float | None) -> tuple[str, str]:
+    """(a word, the end of "the gap G is ...") on how sure a gap between two mean scores is, against the noise."""
+    if noise is None:
+        return "unknown", ("not measured against any noise (one seed each): how sure this is is unknown "
                            "(--quality-seeds 2 or more)")
-    if spread == 0:
+    if noise == 0:
         if gap > 0:
-            return "clear", "against no spread at all (every seed scored the same): a clear difference"
-        return "too close to call", "nothing, and every seed scored the same: no difference"
-    ratio = gap / spread
+            return "clear", "against no noise at all (the seeds scored the same): a clear difference"
+        return "too close to call", "nothing, and the seeds scored the same: no difference"
+    ratio = gap / noise
     if ratio >= CLEAR:
-        return "clear", f"{ratio:.1f}x the seeds' spread ({spread:.4f}): a clear difference"
+        return "clear", f"{ratio:.1f}x the probe's noise (sd {noise:.4f}): a clear difference"
     if ratio >= 1:
-        return "probable", f"{ratio:.1f}x the seeds' spread ({spread:.4f}): probably real, not certain"
-    return "too close to call", f"{ratio:.1f}x the seeds' spread ({spread:.4f}): too close to call"
+        return "probable", f"{ratio:.1f}x the probe's noise (sd {noise:.4f}): probably real, not certain"
+    return "too close to call", f"{ratio:.1f}x the probe's noise (sd {noise:.4f}): too close to call"
+
+
+def as_good(best: dict, row: dict, noise: float | None, sign: int) -> bool:
+    """`row` cannot be told from `best`: its mean and its worst seed are within the noise of the best's."""
+    worst = "min" if sign == 1 else "max"
+    mine, theirs = row["quality"], best["quality"]
+    return (sign * (theirs["mean"] - mine["mean"]) <= (noise or 0.0)
+            and sign * (theirs[worst] - mine[worst]) <= (noise or 0.0))
 
 
 def recommend_by_quality(rows: list[dict], mode: str, metric: str) -> tuple[dict | None, str]:
-    """Among the candidates that fit and were probed: the best mean score, or a cheaper one within the spread
-    of it; the reason, with how sure it is. Candidates that do not fit are never chosen."""
+    """Among the candidates that fit and were probed: the best mean score, or a materially cheaper one that cannot
+    be told from it; the reason, with how sure it is. Candidates that do not fit are never chosen."""
     sign = 1 if mode == "max" else -1
     scored = [row for row in rows if row["fits"] and "mean" in row.get("quality", {})]
-    failed = [row for row in rows if row["fits"] and "error" in row.get("quality", {})]
-    over = [row["method"] for row in rows if not row["fits"] and "error" not in row]
-    notes = ([f"probe failed: {', '.join(row['method'] + ' (' + row['quality']['error'] + ')' for row in failed)}"]
-             if failed else []) + ([f"not probed, over the budget: {', '.join(over)}"] if over else [])
-    tail = "".join(f"; {note}" for note in notes)
+    tail = "".join(f"; {note}" for note in side_notes(rows, scored))
     if not scored:
         return None, "no quality probe finished" + tail
     ranked = sorted(scored, key=lambda row: (-sign * row["quality"]["mean"], row["total_s"]))
-    best = ranked[0]
-    close = [row for row in ranked if sign * (best["quality"]["mean"] - row["quality"]["mean"])
-             <= (spread_of(best, row) or 0.0)]
-    choice = min(close, key=lambda row: (row["total_s"], row["peak_bytes"]))
-    if choice is not best:
+    best, noise = ranked[0], probe_noise(scored)
+    ties = [row for row in ranked[1:] if as_good(best, row, noise, sign)]
+    cheaper = [row for row in ties if row["total_s"] <= MATERIALLY_CHEAPER * best["total_s"]]
+    if cheaper:
+        choice = min(cheaper, key=lambda row: (row["total_s"], row["peak_bytes"]))
         gap = sign * (best["quality"]["mean"] - choice["quality"]["mean"])
-        return choice, (f"{_described(choice, metric)} is within the seeds' spread of the best mean, "
-                        f"{_described(best, metric)}: the gap {gap:.4f} is {certainty(gap, spread_of(best, choice))[1]}"
-                        f", so the cheaper one is recommended{tail}")
+        return choice, (f"{_described(choice, metric)} cannot be told from the best mean, "
+                        f"{_described(best, metric)}: the gap {gap:.4f} is {certainty(gap, noise)[1]}, and its worst "
+                        f"seed is as close, so the cheaper one is recommended{tail}")
     if len(ranked) == 1:
         return best, f"{_described(best, metric)} is the only candidate that fits and was probed{tail}"
     runner = ranked[1]
     gap = sign * (best["quality"]["mean"] - runner["quality"]["mean"])
-    cheapest = " and is the cheapest of those within its spread" if runner in close else ""
-    return best, (f"{_described(best, metric)} has the best mean{cheapest}; the next, {_described(runner, metric)}, "
-                  f"is {gap:.4f} behind; the gap is {certainty(gap, spread_of(best, runner))[1]}{tail}")
+    stays = ""
+    if runner in ties and runner["total_s"] < best["total_s"]:
+        stays = f" (and it is not at least {1 - MATERIALLY_CHEAPER:.0%} cheaper, so the best mean stays)"
+    return best, (f"{_described(best, metric)} has the best mean; the next, {_described(runner, metric)}, "
+                  f"is {gap:.4f} behind; the gap is {certainty(gap, noise)[1]}{stays}{tail}")
+
+
+def side_notes(rows: list[dict], scored: list[dict]) -> list[str]:
+    """Probes that failed, candidates over the budget, and methods unstable across seeds."""
+    failed = [row for row in rows if row["fits"] and "error" in row.get("quality", {})]
+    over = [row["method"] for row in rows if not row["fits"] and "error" not in row]
+    noise = probe_noise(scored) if scored else None
+    unstable = [row for row in scored if noise and row["quality"]["sd"] is not None
+                and row["quality"]["sd"] > CLEAR * noise]
+    notes = []
+    if failed:
+        notes.append("probe failed: " + ", ".join(f"{row['method']} ({row['quality']['error']})" for row in failed))
+    if over:
+        notes.append(f"not probed, over the budget: {', '.join(over)}")
+    if unstable:
+        notes.append("unstable across seeds: " + ", ".join(
+            f"{row['method']} ({row['quality']['min']:.4f} to {row['quality']['max']:.4f})" for row in unstable))
+    return notes
 
 
 def _described(row: dict, metric: str) -> str:
@@ -238,13 +268,14 @@ def _described(row: dict, metric: str) -> str:
 
 
 def confidence(result: dict) -> dict | None:
-    """The gap between the recommended candidate and the best other probed one, against the spread."""
+    """The gap between the recommended candidate and the best other probed one, against the probe's noise."""
     chosen = result.get("recommended")
-    others = [row for row in result["candidates"] if row is not chosen and row["fits"] and "mean" in row["quality"]]
+    scored = [row for row in result["candidates"] if row["fits"] and "mean" in row["quality"]]
+    others = [row for row in scored if row is not chosen]
     if not chosen or "mean" not in chosen.get("quality", {}) or not others:
         return None
     sign = 1 if result["quality"]["mode"] == "max" else -1
     other = max(others, key=lambda row: sign * row["quality"]["mean"])
     gap = sign * (chosen["quality"]["mean"] - other["quality"]["mean"])
-    spread = spread_of(chosen, other)
-    return {"against": other["method"], "gap": gap, "spread": spread, "words": certainty(abs(gap), spread)[0]}
+    noise = probe_noise(scored)
+    return {"against": other["method"], "gap": gap, "noise": noise, "words": certainty(abs(gap), noise)[0]}
