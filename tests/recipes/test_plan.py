@@ -7,7 +7,7 @@ import pytest
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tunesmith.cli import main
 from tunesmith.config.method import MethodSpec
-from tunesmith.cli.tables import print_plan
+from tunesmith.cli.plan_tables import print_plan
 from tunesmith.recipes.plan import PlanError, parse_duration, parse_memory, plan, recommend, strength
 from tunesmith.config.recipe import validate_recipe
 

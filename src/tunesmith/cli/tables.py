@@ -1,9 +1,9 @@
-"""Everything the terminal shows: the tables after training, evaluation, prediction, inspection, plan,
-export and compare, and the one-line errors. Commands (cli/) call these; nothing below cli prints tables."""
+"""Everything the terminal shows: the tables after training, evaluation, prediction, inspection, export and
+compare (plan's: cli/plan_tables.py), and the one-line errors. Commands (cli/) call these; nothing below cli
+prints tables."""
 
 from __future__ import annotations
 
-import json
 import sys
 
 from rich.console import Console
@@ -17,7 +17,6 @@ from tunesmith.data.target_stats import TargetInspection
 from tunesmith.data.token_stats import TokenInspection
 from tunesmith.evaluation.label_set_inspection import LabelSetInspection
 from tunesmith.methods.measure import format_memory
-from tunesmith.recipes.plan import format_bytes, format_duration
 from tunesmith.report.compare import metric_rows, recipe_differences, run_labels, show_value
 
 console = Console(stderr=False, highlight=False)
@@ -167,43 +166,6 @@ def print_models(rows: list[dict]) -> None:
 def fail(message: str) -> None:
     errors.print(f"error: {message}", markup=False, soft_wrap=True)
     sys.stderr.flush()
-
-
-def print_plan(result: dict) -> None:
-    budgets = []
-    if result["time_budget_s"]:
-        budgets.append(f"time {format_duration(result['time_budget_s'])}")
-    if result["memory_budget_bytes"]:
-        budgets.append(f"memory {format_bytes(result['memory_budget_bytes'])}")
-    title = (f"plan on {result['device']}: {result['steps_measured']} measured steps per method"
-             + (f"; budget {', '.join(budgets)}" if budgets else ""))
-    table = Table(title=title, title_justify="left",
-                  caption="step: forward+backward+optimizer, measured; epoch and total: projected from the "
-                          "measured times (total includes evaluations, saves, loading and tokenization); peak: "
-                          f"measured{' RSS x ' + format(result['memory_headroom'], 'g') + ' headroom' if result['memory_headroom'] != 1 else ''}"
-                          " (see tunesmith/plan.py)",
-                  caption_justify="left")
-    for column in ("method", "trainable", "step", "epoch", "total", "peak memory", "fits"):
-        table.add_column(column, justify="left" if column in ("method", "fits") else "right")
-    chosen = (result["recommended"] or {}).get("method")
-    for row in result["candidates"]:
-        if "error" in row:
-            table.add_row(row["method"], "", "", "", "", "", f"failed: {row['error'][:60]}")
-            continue
-        fits = "yes" if row["fits"] else "no"
-        if row["fits_time"] is None and row["fits_memory"] is None:
-            fits = "-"
-        table.add_row(row["method"] + (" *" if row["method"] == chosen else ""),
-                      f"{row['trainable_params'] / 1e6:.2f}M" if row["trainable_params"] >= 10**4
-                      else f"{row['trainable_params']:,}",
-                      f"{row['step_s']:.3f}s", format_duration(row["epoch_s"]), format_duration(row["total_s"]),
-                      format_bytes(row["peak_bytes"]) + (" GPU" if row["peak_kind"] != "rss" else ""), fits)
-    console.print(table)
-    rec = result["recommended"]
-    console.print(f"recommended: {rec['method'] if rec else 'none'}. {result['reason']}")
-    if rec:
-        spec = {k: v for k, v in rec["spec"].items() if v is not None}
-        console.print("in the recipe:  method: " + json.dumps(spec).replace('"', ""))
 
 
 def print_compare(runs) -> None:

@@ -43,6 +43,8 @@ class HeldOut(Section):
     split: float | None = Field(0.2, gt=0, lt=1, description="fraction of the training rows held out")
     stratify: bool = True
     path: str | None = None
+    max_rows: int | None = Field(None, ge=1, description="evaluate on a random sample of at most this many "
+                                                         "validation rows, seeded with train.seed (default: all)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "HeldOut":

@@ -22,7 +22,7 @@ import pandas as pd
 
 from tunesmith.data.chat import alpaca_messages, check_messages
 from tunesmith.data.readers import check_file, decode_text, read_json_records, read_jsonl_records, infer_format, read_table
-from tunesmith.data.split import split_frame
+from tunesmith.data.split import sample_validation, split_frame
 from tunesmith.errors import DataError
 
 SFT_ROLES = ("instruction", "input", "output", "system", "messages")
@@ -129,6 +129,8 @@ def load_document_splits(spec, lm, *, seed: int) -> LMSplits:
                             f"set lm.validation_by: tail (or lm.text_unit), or give data.validation a file")
         train, validation = split_frame(train, spec.validation.split, seed=seed, stratify=False)
         sources["validation"] = f"{spec.train} (held-out {spec.validation.split:g} of the documents)"
+    validation, note = sample_validation(validation, spec.validation.max_rows, seed=seed)
+    notes += [note] if note else []
     test = None
     if spec.test:
         test, _ = read_documents(spec, spec.test, lm.text_unit)
@@ -208,6 +210,8 @@ def load_conversation_splits(spec, *, seed: int) -> tuple[LMSplits, dict]:
     else:
         train, validation = split_frame(train, spec.validation.split, seed=seed, stratify=False)
         sources["validation"] = f"{spec.train} (held-out {spec.validation.split:g})"
+    validation, note = sample_validation(validation, spec.validation.max_rows, seed=seed)
+    notes += [note] if note else []
     test = read_conversations(spec, spec.test, columns) if spec.test else None
     if spec.test:
         sources["test"] = spec.test

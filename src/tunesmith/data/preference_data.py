@@ -52,7 +52,7 @@ from tunesmith.data.chat import message_list
 from tunesmith.data.findings import Finding, FindingsReport
 from tunesmith.data.readers import (check_file, decode_text, infer_format, is_gzip, read_json_records,
                                     read_jsonl_records, read_table)
-from tunesmith.data.split import split_frame
+from tunesmith.data.split import sample_validation, split_frame
 from tunesmith.errors import DataError
 
 PREFERENCE_ROLES = ("prompt", "chosen", "rejected")
@@ -320,6 +320,8 @@ def load_preference_splits(data_spec, preference_spec, *, seed: int) -> tuple[Pr
     else:
         train, splits.validation = split_frame(train, data_spec.validation.split, seed=seed, stratify=False)
         splits.sources["validation"] = f"{data_spec.train} (held-out {data_spec.validation.split:g})"
+    splits.validation, note = sample_validation(splits.validation, data_spec.validation.max_rows, seed=seed)
+    splits.notes += [note] if note else []
     splits.train = train
     if data_spec.test:
         splits.test = read(data_spec.test)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from tunesmith.data.labels import LabelMap
 from tunesmith.data.readers import read_table
-from tunesmith.data.split import split_frame
+from tunesmith.data.split import sample_validation, split_frame
 from tunesmith.errors import DataError
 from tunesmith.config.recipe import DataSpec
 
@@ -82,6 +82,8 @@ def assemble_splits(spec: DataSpec, read: Callable[[str], pd.DataFrame], *, seed
     else:
         train, validation = split_frame(train, spec.validation.split, seed=seed, stratify=stratify)
         sources["validation"] = f"{spec.train} (held-out {spec.validation.split:g})"
+    validation, note = sample_validation(validation, spec.validation.max_rows, seed=seed)
+    notes += [note] if note else []
     frames = {"train": train, "validation": validation}
     if spec.test:
         frames["test"] = read(spec.test)

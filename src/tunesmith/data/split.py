@@ -42,6 +42,16 @@ def split_frame(
     return train.reset_index(drop=True), held.reset_index(drop=True)
 
 
+def sample_validation(frame: pd.DataFrame, max_rows: int | None, *, seed: int) -> tuple[pd.DataFrame, str | None]:
+    """``data.validation.max_rows``: a seeded random sample of at most ``max_rows`` rows (in their original
+    order, fresh 0..n-1 index) and a note saying so; the frame itself, and no note, when it is no larger."""
+    if max_rows is None or len(frame) <= max_rows:
+        return frame, None
+    sample = frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
+    return sample, (f"validation: a random sample of {max_rows} of its {len(frame)} rows "
+                    f"(data.validation.max_rows, seed {seed})")
+
+
 def _strata(df: pd.DataFrame, n_held: int, label_column: str) -> pd.Series:
     """The labels as strings, checked to allow a stratified split of ``n_held`` rows."""
     if label_column not in df.columns:

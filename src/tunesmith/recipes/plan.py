@@ -26,6 +26,7 @@ A candidate that exceeds the memory budget is measured again with gradient check
 does not already use it. The recommendation is the strongest candidate that fits both budgets. The order
 of strength is a prior from the literature (full >= LoRA > freezing the lower layers > BitFit on
 classification benchmarks; docs/benchmarks.md measures it on SST-2): plan measures costs, not quality.
+`plan --quality` (recipes/plan_quality.py) adds a short real training run per method and recommends by it.
 """
 
 from __future__ import annotations
