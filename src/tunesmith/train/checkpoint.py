@@ -489,6 +489,9 @@ class Checkpointer:
     def data_fingerprint(self) -> str | None:
         if self.train_data is None:
             return None
+        own = getattr(self.train_data, "content_fingerprint", None)  # an Arrow dataset: its file's sha256
+        if self._data_fingerprint is None and callable(own):
+            self._data_fingerprint = f"{len(self.train_data)}:{own()}"
         if self._data_fingerprint is None:
             digest = hashlib.sha256()
             for index in range(len(self.train_data)):
