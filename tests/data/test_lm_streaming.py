@@ -24,9 +24,11 @@ from tunesmith.data.chat import choose_template, encode_conversation, renderer
 from tunesmith.data.lm_data import load_document_splits, read_conversations, read_documents
 from tunesmith.data.packing import IGNORE_INDEX, pack_documents, pack_examples
 from tunesmith.data.readers import read_table
+from tunesmith.data.token_cache import encode_splits
 from tunesmith.data.row_stream import iter_rows
 from tunesmith.errors import DataError
 from tunesmith.models import load_tokenizer
+from tunesmith.tasks import make_task
 
 HERE = Path(__file__).resolve().parent
 
@@ -163,6 +165,13 @@ def test_an_error_deep_in_a_file_names_its_line(tmp_path, small_parts, name, goo
     assert not any((Path(os.environ["TUNESMITH_TOKEN_CACHE"]) / ".work").iterdir())  # the half-built table is gone
 
 
+def test_a_lone_surrogate_names_its_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "half \\ud800 a pair"}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl, line 2: the text holds '\\ud800', a lone surrogate"):
+        read_documents(spec_for(path), str(path))
+
+
 def test_a_key_no_object_has_is_reported_after_the_whole_file(tmp_path):
     path = write_json(tmp_path / "d.jsonl", [{"txt": "a"}] * 50, lines=True)
     with pytest.raises(DataError, match=r"key 'text' \(data.columns.text\) not found; keys are: txt; did you mean 'txt'"):
@@ -187,15 +196,17 @@ def test_documents_are_read_once_and_keyed_by_the_files_content(tmp_path, monkey
     assert line_unit.key not in (first.key, edited.key)  # the read settings are in the key
 
 
-def test_without_the_cache_the_tables_are_removed_once_unused(tmp_path, _token_cache):
+def test_without_the_cache_nothing_is_left_once_the_splits_are_dropped(tiny_gpt2_dir, tmp_path, _token_cache):
     path = tmp_path / "t.txt"
     path.write_text("\n\n".join(f"doc {i}" for i in range(20)))
-    raw = {"model": "x", "task": "causal_lm", "data": {"train": str(path), "cache_tokenized": False}}
-    recipe = validate_recipe(raw)
-    splits = load_document_splits(recipe.data, recipe.lm, seed=0)
-    assert len(splits.train) == 16 and not (_token_cache / "documents").exists()
-    assert (_token_cache / ".work").is_dir() and any((_token_cache / ".work").iterdir())
-    del splits
+    raw = {"model": str(tiny_gpt2_dir), "task": "causal_lm", "data": {"train": str(path), "cache_tokenized": False}}
+    task = make_task(validate_recipe(raw))
+    splits = task.load_data()
+    encoded = encode_splits(task, splits.frames(), load_tokenizer(tiny_gpt2_dir), enabled=False)
+    assert len(splits.train) == 16 and len(encoded["train"]) > 0
+    assert sorted(p.name for p in _token_cache.iterdir()) == [".work"]  # no documents/, no entries
+    assert len(list((_token_cache / ".work").iterdir())) == 3  # the documents, two encoded splits
+    del splits, encoded, task
     gc.collect()
     assert not any((_token_cache / ".work").iterdir())
 
@@ -239,3 +250,28 @@ def test_peak_memory_is_the_same_for_a_20_mb_and_a_200_mb_corpus(tmp_path):
     assert large["self_mb"] - small["self_mb"] < 50, peaks
     assert large["workers_mb"] - small["workers_mb"] < 50, peaks
     assert control["self_mb"] - large["self_mb"] > 150, peaks  # 200 MB held: seen
+
+
+def test_num_proc_is_refused_where_nothing_tokenizes_in_parallel():
+    from tunesmith.errors import RecipeError
+
+    recipe = validate_recipe({"model": "x", "task": "dpo", "lm": {"num_proc": 2},
+                              "data": {"train": "p.jsonl", "columns": {"prompt": "prompt", "chosen": "chosen",
+                                                                      "rejected": "rejected"}}})
+    with pytest.raises(RecipeError, match="lm.num_proc: dpo reads its pairs into memory"):
+        make_task(recipe)
+    with pytest.raises(RecipeError, match="lm.num_proc"):
+        validate_recipe({"model": "x", "task": "causal_lm", "data": {"train": "t.txt"}, "lm": {"num_proc": 0}})
+
+
+def test_gzip_files_stream_too(tmp_path):
+    import gzip
+
+    rows = [{"text": f"document {i}"} for i in range(3000)]
+    path = tmp_path / "d.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    table, _ = read_documents(spec_for(path), str(path))
+    assert table.column("text") == [r["text"] for r in rows] and table.column("line")[-1] == 3000
+    path.write_bytes(path.read_bytes()[:-200])  # cut short
+    with pytest.raises(DataError, match=r"d\.jsonl\.gz: cannot decompress this \.gz file"):
+        read_documents(spec_for(path), str(path))

@@ -28,6 +28,7 @@ from tunesmith.data.arrow_files import (
     StreamWriter, file_sha256, new_work_dir, publish, TemporaryTree, remove_tree, stream_batches, token_cache_dir,
 )
 from tunesmith.data.readers import check_file
+from tunesmith.errors import DataError
 
 FORMAT_VERSION = 1
 PART_BYTES = 32 * 2**20   # text per part file: the unit of parallel tokenizing
@@ -44,9 +45,10 @@ class Chunk:
     rows: np.ndarray | None = None
 
     def batches(self, columns: list[str] | None = None) -> Iterator:
-        batches = (iter(self.source.select(columns).to_batches()) if columns is not None
-                   else iter(self.source.to_batches())) if not isinstance(self.source, (str, Path)) \
-            else stream_batches(Path(self.source), columns)
+        if isinstance(self.source, (str, Path)):
+            batches = stream_batches(Path(self.source), columns)
+        else:  # an in-memory pyarrow Table
+            batches = iter((self.source if columns is None else self.source.select(columns)).to_batches())
         offset = 0
         for batch in batches:
             if self.rows is None:
@@ -161,8 +163,8 @@ class DocumentTable:
 class TableBuilder:
     """Rows appended one at a time, written as record batches into part files of `directory`."""
 
-    def __init__(self, directory: Path, schema, measure: str):
-        self.directory, self.schema, self.measure = directory, schema, measure
+    def __init__(self, directory: Path, schema, measure: str, where: Callable[[int], str] = str):
+        self.directory, self.schema, self.measure, self.where = directory, schema, measure, where
         self.parts: list[list] = []
         self.buffer: dict[str, list] = {name: [] for name in schema.names}
         self.batch_bytes = self.part_bytes = 0
@@ -183,13 +185,27 @@ class TableBuilder:
             name = f"part-{len(self.parts):05d}.arrow"
             self.writer = StreamWriter(self.directory / name, self.schema)
             self.parts.append([name, 0])
-        self.writer.write(self.buffer)
+        try:
+            self.writer.write(self.buffer)
+        except UnicodeEncodeError:
+            raise self._not_unicode() from None
         self.parts[-1][1] += rows
         self.part_bytes += self.batch_bytes
         self.buffer = {name: [] for name in self.schema.names}
         self.batch_bytes = 0
         if self.part_bytes >= PART_BYTES:
             self.close()
+
+    def _not_unicode(self) -> DataError:
+        """The error for a value holding a lone surrogate (JSON "\\ud800"), which UTF-8 (and Arrow) cannot hold."""
+        for index, value in enumerate(self.buffer[self.measure]):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return DataError(f"{self.where(self.buffer['line'][index])}: the {self.measure} holds "
+                                 f"{value[err.start]!r}, a lone surrogate that is not a character; fix the "
+                                 f"escape (\\ud800-\\udfff must come in pairs)")
+        return DataError(f"{self.where(self.buffer['line'][0])}: a value is not valid Unicode")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -222,7 +238,8 @@ def document_table(path: Path, settings: dict, schema, rows: Callable[[], Iterat
     try:
         built = work / "table"
         built.mkdir()
-        builder = TableBuilder(built, schema, schema.names[0])
+        builder = TableBuilder(built, schema, schema.names[0],
+                               where=lambda line: f"{path}, {info().get('unit', 'line')} {line}")
         for row in rows():
             builder.add(row)
         parts = builder.finish()
