@@ -165,7 +165,7 @@ def recipe(workdir: Path, model: str, corpus: Path, validation: Path, steps: int
 def train_under_limit(recipe_path: Path, cache: Path, limit: int) -> dict:
     env = {**os.environ, "TUNESMITH_TOKEN_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     command = [sys.executable, "-c", "import sys; from tunesmith.cli import main; sys.exit(main(sys.argv[1:]))",
                "train", str(recipe_path)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -184,6 +184,7 @@ def train_under_limit(recipe_path: Path, cache: Path, limit: int) -> dict:
     code = process.wait()
     watchdog.join()
     marks["total_s"] = time.perf_counter() - started
+    marks["load_average_start"], marks["load_average_end"] = load, os.getloadavg()[0]
     return {"exit": code, "marks": marks, "watchdog": watchdog, "tail": lines[-5:],
             "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
