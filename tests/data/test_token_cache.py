@@ -12,6 +12,7 @@ import pytest
 
 from lm_helpers import lm_recipe, number_rows, shakespeare_slice, write_json
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
+from tunesmith.data.arrow_dataset import ArrowDataset
 from tunesmith.data.encode import EncodedDataset
 from tunesmith.data.token_cache import (
     TokenCache, cache_key, encode_splits, from_arrays, to_arrays, token_cache_dir, tokenizer_fingerprint,
@@ -40,6 +41,14 @@ def assert_same(got: EncodedDataset, expected: EncodedDataset) -> None:
     plain = lambda v: v.tolist() if hasattr(v, "tolist") else str(v)  # noqa: E731
     assert [json.dumps(f, sort_keys=True, default=plain) for f in got.features] == \
            [json.dumps(f, sort_keys=True, default=plain) for f in expected.features]
+
+
+def assert_same_rows(got: ArrowDataset, expected: ArrowDataset) -> None:
+    """The language-model tasks' Arrow datasets: same rows, and the same fingerprint for checkpoints."""
+    assert type(got) is ArrowDataset and len(got) == len(expected)
+    assert got.column_names() == expected.column_names()
+    assert [got[i] for i in range(len(got))] == [expected[i] for i in range(len(expected))]
+    assert got.content_fingerprint() == expected.content_fingerprint()
 
 
 def no_tokenizing(monkeypatch, tokenizer, task) -> None:
@@ -257,7 +266,8 @@ def test_causal_lm_hit_is_identical_and_keeps_the_token_counts(tiny_gpt2_dir, tm
     assert echo[0] == f"note: tokenized train from cache ({len(splits.train)} documents)"
     assert task.encode_summary() == summary  # eval.json "lm" is the same on a hit
     for name in first:
-        assert_same(second[name], first[name])
+        assert_same_rows(second[name], first[name])
+        assert second[name].directory.parent == tmp_path / "c"  # the entry itself, memory-mapped
     monkeypatch.undo()
     raw["lm"]["block_size"] = 16
     task, splits = loaded(raw)
@@ -275,8 +285,9 @@ def test_sft_hit_is_identical_with_label_masks_and_warnings(tiny_llama_dir, tmp_
     caplog.set_level(logging.WARNING, logger="tunesmith.tasks")
     first = encode_splits(task, splits.frames(), tokenizer, directory=tmp_path / "c", echo=Echo())
     summary, warned = task.encode_summary(), [r.getMessage() for r in caplog.records]
-    assert any(-100 in f["labels"] for f in first["train"].features)
-    assert ("position_ids" in first["train"].features[0]) is packing
+    rows = [first["train"][i] for i in range(len(first["train"]))]
+    assert any(-100 in f["labels"] for f in rows)
+    assert ("position_ids" in rows[0]) is packing
     assert warned and "cut on the right" in warned[0]
     caplog.clear()
     task, splits = loaded(raw)
@@ -285,7 +296,7 @@ def test_sft_hit_is_identical_with_label_masks_and_warnings(tiny_llama_dir, tmp_
     assert task.encode_summary() == summary
     assert [r.getMessage() for r in caplog.records] == warned  # the same truncation warnings on a hit
     for name in first:
-        assert_same(second[name], first[name])
+        assert_same_rows(second[name], first[name])
 
 
 def test_sft_key_follows_packing_and_the_chat_template(tiny_llama_dir, tmp_path):
@@ -297,12 +308,12 @@ def test_sft_key_follows_packing_and_the_chat_template(tiny_llama_dir, tmp_path)
     raw["lm"]["packing"] = True
     assert cache_key(loaded(raw)[0], splits.train, tokenizer) != key
     raw["lm"]["packing"] = False
-    edited = splits.train.copy()
-    messages = [dict(m) for m in edited["messages"].iloc[0]]
-    messages[-1]["content"] += "!"
-    edited["messages"] = [messages] + edited["messages"].tolist()[1:]
-    assert edited["messages"].dtype == object  # lists of dicts: hashed as tagged JSON
-    assert cache_key(task, edited, tokenizer) != key
+    rows = number_rows(10)
+    rows[0]["output"] += "!"  # one answer edited in the file: another key
+    write_json(data, rows)
+    assert cache_key(task, loaded(raw)[1].train, tokenizer) != key
+    write_json(data, number_rows(10))
+    assert cache_key(task, loaded(raw)[1].train, tokenizer) == key
     task.template = "{{ messages }}"
     assert cache_key(task, splits.train, tokenizer) != key
 

@@ -4,6 +4,7 @@ and one real SmolLM2 run on a Shakespeare slice."""
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -11,7 +12,8 @@ from transformers import AutoModelForCausalLM
 from lm_helpers import lm_recipe, shakespeare_slice, write_json
 from tunesmith.cli import main
 from tunesmith.data.encode import EncodedDataset
-from tunesmith.data.lm_data import load_document_splits, read_documents, tail_split
+from tunesmith.data.lm_data import as_table, load_document_splits, read_documents, tail_split
+from tunesmith.data.split import split_frame
 from tunesmith.data.packing import make_lm_loader
 from tunesmith.errors import DataError, ModelError, RecipeError
 from tunesmith.recipes.generate import TrainedLM
@@ -41,19 +43,19 @@ def recipe_for(path, **extra):
 def test_txt_documents(tmp_path, unit, expected, lines):
     path = tmp_path / "t.txt"
     path.write_text(TEXT)
-    frame, blank = read_documents(recipe_for(path).data, str(path), unit)
-    assert frame["text"].tolist() == expected and frame["line"].tolist() == lines and blank == 0
+    table, blank = read_documents(recipe_for(path).data, str(path), unit)
+    assert table.column("text") == expected and table.column("line") == lines and blank == 0
 
 
 def test_jsonl_documents_skip_blank_rows(tmp_path):
     path = write_json(tmp_path / "d.jsonl", [{"body": "a b"}, {"body": "  "}, {"body": "c"}], lines=True)
     spec = recipe_for(path, data={"columns": {"text": "body"}}).data
-    frame, blank = read_documents(spec, str(path))
-    assert frame["text"].tolist() == ["a b", "c"] and frame["line"].tolist() == [1, 3] and blank == 1
+    table, blank = read_documents(spec, str(path))
+    assert table.column("text") == ["a b", "c"] and table.column("line") == [1, 3] and blank == 1
     write_json(path, [{"body": t} for t in ("a", "b", "a", "c", "b", "d")], lines=True)
     recipe = recipe_for(path, data={"columns": {"text": "body"}, "drop_duplicates": True, "validation": {"split": 0.25}})
     splits = load_document_splits(recipe.data, recipe.lm, seed=0)
-    assert sorted(splits.train["text"].tolist() + splits.validation["text"].tolist()) == ["a", "b", "c", "d"]
+    assert sorted(splits.train.column("text") + splits.validation.column("text")) == ["a", "b", "c", "d"]
     assert splits.notes == [f"dropped 2 duplicate documents from {path}"]
 
 
@@ -61,12 +63,13 @@ def test_tail_split_cuts_at_a_document_boundary_in_file_order():
     import pandas as pd
 
     frame = pd.DataFrame({"text": ["a" * 50, "b" * 30, "c" * 10, "d" * 10], "line": [1, 2, 3, 4]})
-    head, tail = tail_split(frame, 0.2)
-    assert head["text"].str[0].tolist() == ["a", "b"] and tail["text"].str[0].tolist() == ["c", "d"]
-    one = pd.DataFrame({"text": ["\n".join(f"line {i}" for i in range(10))], "line": [1]})
-    head, tail = tail_split(one, 0.3)
-    assert head["text"][0] + "\n" + tail["text"][0] == one["text"][0]  # cut at a line break, nothing lost
-    assert tail["text"][0] == "line 8\nline 9" and tail["line"][0] == 9  # the line holding the cut stays in head
+    head, tail = tail_split(as_table(frame, "text"), 0.2)
+    assert [t[0] for t in head.column("text")] == ["a", "b"] and [t[0] for t in tail.column("text")] == ["c", "d"]
+    assert tail.column("line") == [3, 4]
+    one = "\n".join(f"line {i}" for i in range(10))
+    head, tail = tail_split(as_table(pd.DataFrame({"text": [one], "line": [1]}), "text"), 0.3)
+    assert head.column("text")[0] + "\n" + tail.column("text")[0] == one  # cut at a line break, nothing lost
+    assert tail.column("text") == ["line 8\nline 9"] and tail.column("line") == [9]  # the cut line stays in head
 
 
 def test_document_split_is_random_and_one_document_needs_tail(tmp_path):
@@ -75,9 +78,12 @@ def test_document_split_is_random_and_one_document_needs_tail(tmp_path):
     recipe = recipe_for(path, data={"validation": {"split": 0.25}})
     splits = load_document_splits(recipe.data, recipe.lm, seed=0)
     assert len(splits.train) == 15 and len(splits.validation) == 5
-    assert sorted(splits.train["text"].tolist() + splits.validation["text"].tolist()) == sorted(
+    assert sorted(splits.train.column("text") + splits.validation.column("text")) == sorted(
         f"doc {i}" for i in range(20))
-    assert splits.validation["text"].tolist() != [f"doc {i}" for i in range(15, 20)]  # not the tail
+    assert splits.validation.column("text") != [f"doc {i}" for i in range(15, 20)]  # not the tail
+    # the documents split_frame holds out, each part in file order
+    held = split_frame(pd.DataFrame({"text": [f"doc {i}" for i in range(20)]}), 0.25, seed=0, stratify=False)[1]
+    assert splits.validation.column("text") == sorted(held["text"], key=lambda t: int(t.split()[1]))
     recipe = recipe_for(path, lm={"text_unit": "file"})
     with pytest.raises(DataError, match="holds one document.*lm.validation_by: tail"):
         load_document_splits(recipe.data, recipe.lm, seed=0)

@@ -23,6 +23,11 @@ CHAT = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content"
         {"role": "user", "content": "bye"}, {"role": "assistant", "content": "ok bye"}]
 
 
+def conversations(table) -> list[list[dict]]:
+    """The messages of each row of a split (stored as JSON in its `messages` column)."""
+    return [json.loads(text) for text in table.column("messages")]
+
+
 def trained_runs(tokenizer, example) -> list[str]:
     """The decoded runs of consecutive trained (label != -100) tokens."""
     runs, current = [], []
@@ -114,11 +119,11 @@ def test_columns_are_found_from_the_file(tmp_path):
     splits, columns = load_conversation_splits(spec(alpaca), seed=0)
     assert columns == {"instruction": "instruction", "input": "input", "output": "output"}
     assert len(splits.train) == 8 and len(splits.validation) == 2
-    users = {m[0]["content"] for frame in (splits.train, splits.validation) for m in frame["messages"]}
+    users = {m[0]["content"] for table in (splits.train, splits.validation) for m in conversations(table)}
     assert users == {f"{r['instruction']}\n\ntwice" if r["input"] else r["instruction"] for r in number_rows(10)}
     chats = write_json(tmp_path / "c.jsonl", [{"messages": CHAT}] * 5, lines=True)
     splits, columns = load_conversation_splits(spec(chats), seed=0)
-    assert columns == {"messages": "messages"} and splits.train["messages"][0] == CHAT
+    assert columns == {"messages": "messages"} and conversations(splits.train)[0] == CHAT
 
 
 @pytest.mark.parametrize("messages, message", [
@@ -145,12 +150,12 @@ def test_shared_alpaca_demo_reads_and_encodes(shared_data, tiny_llama_dir):
     splits, columns = load_conversation_splits(spec(path, validation={"split": 0.1}), seed=0)
     assert set(columns) == {"instruction", "input", "output"}
     assert len(splits.train) + len(splits.validation) == 999
-    with_input = sum("\n\n" in m[0]["content"] for m in splits.train["messages"]) + sum(
-        "\n\n" in m[0]["content"] for m in splits.validation["messages"])
+    with_input = sum("\n\n" in m[0]["content"] for m in conversations(splits.train)) + sum(
+        "\n\n" in m[0]["content"] for m in conversations(splits.validation))
     assert with_input >= 412  # every record with an input (a few instructions hold blank lines themselves)
     tokenizer = load_tokenizer(tiny_llama_dir)
     render = renderer(tokenizer, choose_template(tokenizer))
-    for messages in splits.train["messages"][:20]:
+    for messages in conversations(splits.train)[:20]:
         example = encode_conversation(tokenizer, render, messages)
         assert trained_runs(tokenizer, example) == [messages[-1]["content"] + "<|im_end|>\n"]
 

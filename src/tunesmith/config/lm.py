@@ -11,6 +11,7 @@ free of tunesmith imports, so the recipe schema does not depend on the task modu
       chat_template: auto       # sft: auto (the model's, else the default) | model | default
       sample_prompts: null      # prompts generated from before and after training (default: from validation)
       sample_max_new_tokens: 48
+      num_proc: null            # causal_lm / sft: tokenizing processes (default: the CPUs available, at most 8)
 """
 
 from __future__ import annotations
@@ -41,3 +42,6 @@ class LMSpec(BaseModel):
                           "default: the starts of the first validation examples")
     sample_max_new_tokens: int = Field(48, ge=1, le=1024)
     num_samples: int = Field(3, ge=0, le=20, description="how many default sample prompts to take from validation")
+    num_proc: int | None = Field(
+        None, ge=1, le=256, description="causal_lm / sft: processes that tokenize the data in parallel (each takes "
+                                        "about 32 MB of text at a time); default: the CPUs available, at most 8")

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -41,21 +41,24 @@ def pack_documents(documents: Iterable[Sequence[int]], eos_id: int, block_size: 
 def pack_examples(examples: Sequence[dict], block_size: int) -> list[dict]:
     """Greedy in-order packing of {input_ids, labels} examples (each at most `block_size` long) into blocks
     of at most `block_size` tokens, with position_ids restarting at 0 at each example."""
-    blocks: list[dict] = []
+    return list(iter_packed_examples(examples, block_size))
+
+
+def iter_packed_examples(examples: Iterable[dict], block_size: int) -> Iterator[dict]:
+    """`pack_examples` over a stream of examples: each block is given as soon as it is full."""
     current = {"input_ids": [], "labels": [], "position_ids": []}
     for example in examples:
         ids, labels = list(example["input_ids"]), list(example["labels"])
         if len(ids) > block_size:
             raise ValueError(f"an example of {len(ids)} tokens does not fit in a block of {block_size}")
         if current["input_ids"] and len(current["input_ids"]) + len(ids) > block_size:
-            blocks.append(current)
+            yield current
             current = {"input_ids": [], "labels": [], "position_ids": []}
         current["input_ids"] += ids
         current["labels"] += labels
         current["position_ids"] += list(range(len(ids)))
     if current["input_ids"]:
-        blocks.append(current)
-    return blocks
+        yield current
 
 
 class LMCollator:

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ _EXTENSIONS = {
     ".json": "json", ".parquet": "parquet", ".pq": "parquet", ".txt": "txt",
 }
 _SEPARATOR_NAMES = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
-_MISSING = object()  # a JSON object without the key a role is mapped to
+MISSING = object()  # a JSON object without the key a role is mapped to
 _MAX_LISTED = 30  # at most this many column names in an error message
 
 Column = str | int
@@ -106,7 +106,7 @@ def read_table(
     path = Path(path)
     info = check_file(path)
     fmt = infer_format(path, format)
-    _check_columns(path, fmt, columns, required)
+    check_columns(path, fmt, columns, required)
     if fmt == "parquet":
         seekable = stat.S_ISREG(info.st_mode) and info.st_size > 0 and not is_gzip(path)  # /proc files say 0 bytes
         rows, unit = _read_parquet(path, path if seekable else io.BytesIO(_read_bytes(path)), columns), "row"
@@ -179,7 +179,7 @@ def _gunzip(path: Path, data: bytes) -> bytes:
 
 
 
-def _check_columns(path: Path, fmt: str, columns: Mapping[str, Column], required: tuple[str, ...]) -> None:
+def check_columns(path: Path, fmt: str, columns: Mapping[str, Column], required: tuple[str, ...]) -> None:
     """The ``columns`` mapping is usable: valid names/indexes, every required role mapped."""
     if not columns:
         raise DataError(f"{path}: data.columns is empty; map at least the text column")
@@ -223,14 +223,14 @@ def _show(name: str) -> str:
     return name if name.isprintable() else repr(name)[1:-1]
 
 
-def _listing(names: list[str]) -> str:
+def listing(names: list[str]) -> str:
     shown = ", ".join(_show(n) for n in names[:_MAX_LISTED])
     return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_LISTED else "")
 
 
-def _not_found(path: Path, role: str, name: str, names: list[str], what: str = "column") -> DataError:
+def not_found_error(path: Path, role: str, name: str, names: list[str], what: str = "column") -> DataError:
     """The error for a column (or key) name that the file does not have, with a close match."""
-    message = f"{path}: {what} '{_show(name)}' (data.columns.{role}) not found; {what}s are: {_listing(names)}"
+    message = f"{path}: {what} '{_show(name)}' (data.columns.{role}) not found; {what}s are: {listing(names)}"
     lowered = {n.lower(): n for n in names}
     match = lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, names, n=1)), None)
     if match is not None:
@@ -238,14 +238,14 @@ def _not_found(path: Path, role: str, name: str, names: list[str], what: str = "
     return DataError(message)
 
 
-def _resolve(path: Path, columns: Mapping[str, Column], names: list[str], where: str) -> list[int]:
+def resolve_columns(path: Path, columns: Mapping[str, Column], names: list[str], where: str) -> list[int]:
     """Column positions for each role, given the file's column ``names`` (header or schema)."""
     stripped = [n.strip() for n in names]
     positions = []
     for role, col in columns.items():
         if isinstance(col, int):
             if col >= len(names):
-                listed = "" if names == [str(i) for i in range(len(names))] else f": {_listing(names)}"
+                listed = "" if names == [str(i) for i in range(len(names))] else f": {listing(names)}"
                 raise DataError(f"{path}: column index {col} (data.columns.{role}) is out of range; "
                                 f"{where} has {len(names)} columns (0 to {len(names) - 1}){listed}")
             positions.append(col)
@@ -254,14 +254,14 @@ def _resolve(path: Path, columns: Mapping[str, Column], names: list[str], where:
         elif col.strip() in stripped:
             positions.append(stripped.index(col.strip()))
         else:
-            raise _not_found(path, role, col, names)
+            raise not_found_error(path, role, col, names)
     return positions
 
 
 # --- csv / tsv -----------------------------------------------------------------------------------
 
 @contextmanager
-def _large_fields() -> Iterator[None]:
+def large_fields() -> Iterator[None]:
     """Lift the csv module's 128 KiB field limit while reading: long documents are fine."""
     old = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)
@@ -271,7 +271,7 @@ def _large_fields() -> Iterator[None]:
         csv.field_size_limit(old)
 
 
-def _dialect(path: Path, fmt: str, quoting: str, delimiter: str | None) -> tuple[str, int]:
+def csv_dialect(path: Path, fmt: str, quoting: str, delimiter: str | None) -> tuple[str, int]:
     if quoting not in QUOTING:
         raise DataError(f"{path}: unknown quoting '{quoting}' (data.quoting); use one of {', '.join(QUOTING)}")
     if quoting == "auto":
@@ -283,9 +283,10 @@ def _dialect(path: Path, fmt: str, quoting: str, delimiter: str | None) -> tuple
     return sep, (csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL)
 
 
-def _csv_rows(path: Path, text: str, sep: str, mode: int) -> Iterator[Row]:
-    """(start line, fields) for each non-blank record; csv errors become DataErrors."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=mode, strict=True)
+def _csv_rows(path: Path, lines: Iterable[str], sep: str, mode: int) -> Iterator[Row]:
+    """(start line, fields) for each non-blank record of ``lines`` (line breaks kept, as a file opened with
+    ``newline=""`` gives them); csv errors become DataErrors."""
+    reader = csv.reader(lines, delimiter=sep, quoting=mode, strict=True)
     while True:
         start = reader.line_num + 1
         try:
@@ -304,7 +305,18 @@ def _csv_rows(path: Path, text: str, sep: str, mode: int) -> Iterator[Row]:
 def _read_delimited(path: Path, text: str, fmt: str, columns: Mapping[str, Column], header: bool | None,
                     quoting: str, delimiter: str | None, extra_fields: str = "error") -> list[Row]:
     """Rows of a csv/tsv file, each holding the fields that ``columns`` maps, in role order."""
-    sep, mode = _dialect(path, fmt, quoting, delimiter)
+    rows = list(delimited_rows(path, io.StringIO(text, newline=""), fmt, columns, header, quoting, delimiter,
+                               extra_fields))
+    if not rows:
+        raise DataError(f"{path} has a header but no rows")
+    return rows
+
+
+def delimited_rows(path: Path, lines: Iterable[str], fmt: str, columns: Mapping[str, Column], header: bool | None,
+                   quoting: str, delimiter: str | None, extra_fields: str = "error") -> Iterator[Row]:
+    """The rows of a csv/tsv text given line by line (``lines``), each holding the fields that ``columns``
+    maps, in role order; checked as they come (a header without rows is the caller's to report)."""
+    sep, mode = csv_dialect(path, fmt, quoting, delimiter)
     if extra_fields not in EXTRA_FIELDS:
         raise DataError(f"{path}: unknown extra_fields {shown(extra_fields)} (data.extra_fields); "
                         f"use one of {', '.join(EXTRA_FIELDS)}")
@@ -314,36 +326,32 @@ def _read_delimited(path: Path, text: str, fmt: str, columns: Mapping[str, Colum
     if not header and named:
         raise DataError(f"{path}: data.columns.{named[0]} names a column, but the file is read "
                         f"without a header row; use a 0-based column index or set data.header: true")
-    with _large_fields():
-        records = _csv_rows(path, text, sep, mode)
+    with large_fields():
+        records = _csv_rows(path, lines, sep, mode)
         first = next(records, None)
         if first is None:
             raise DataError(f"{path} is empty")
         if header:
-            _check_header(path, *first)
-            positions = _resolve(path, columns, first[1], "the header")
+            check_header(path, *first)
+            positions = resolve_columns(path, columns, first[1], "the header")
         else:
-            positions = _resolve(path, columns, [str(i) for i in range(len(first[1]))],
-                                 f"the first row (line {first[0]})")
+            positions = resolve_columns(path, columns, [str(i) for i in range(len(first[1]))],
+                                        f"the first row (line {first[0]})")
             records = itertools.chain([first], records)
         need = max(positions) + 1
         kind = _SEPARATOR_NAMES.get(sep, f"'{sep}'")
         width = len(first[1]) if extra_fields == "error" else None
         where = f"the {'header' if header else 'first row'} (line {first[0]})"
-        rows = []
         for line, fields in records:
             if len(fields) < need:
                 raise DataError(f"{path}, line {line}: expected at least {need} {kind}-separated "
                                 f"fields, found {len(fields)}")
             if width is not None and len(fields) > width:
-                raise _too_many_fields(path, line, len(fields), f"{where} has {width}", kind, mode)
-            rows.append((line, [fields[i] for i in positions]))
-    if not rows:
-        raise DataError(f"{path} has a header but no rows")
-    return rows
+                raise too_many_fields(path, line, len(fields), f"{where} has {width}", kind, mode)
+            yield line, [fields[i] for i in positions]
 
 
-def _check_header(path: Path, line: int, names: list[str]) -> None:
+def check_header(path: Path, line: int, names: list[str]) -> None:
     """Each header name once: a repeated name would make data.columns ambiguous."""
     seen: dict[str, int] = {}
     for position, name in enumerate(n.strip() for n in names):
@@ -353,7 +361,7 @@ def _check_header(path: Path, line: int, names: list[str]) -> None:
         seen.setdefault(name, position)
 
 
-def _too_many_fields(path: Path, line: int, found: int, expected: str, kind: str, mode: int) -> DataError:
+def too_many_fields(path: Path, line: int, found: int, expected: str, kind: str, mode: int) -> DataError:
     """A row with more fields than the header: usually an unquoted separator inside a field."""
     quote = ("put that field in double quotes and set data.quoting: minimal" if mode == csv.QUOTE_NONE
              else "put that field in double quotes")
@@ -371,7 +379,7 @@ def _read_txt(path: Path, text: str) -> list[Row]:
     return rows
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
              int: "a number", float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
@@ -379,24 +387,27 @@ def _kind(value: Any) -> str:
 
 def read_jsonl_records(path: Path, text: str) -> list[tuple[int, dict]]:
     """(line, object) for each non-blank line."""
-    records = []
-    for n, raw in enumerate(text.split("\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}, line {n}: invalid JSON ({err.msg} at column {err.colno}); "
-                            f"jsonl needs one complete JSON object per line") from None
-        except (ValueError, RecursionError) as err:
-            raise DataError(f"{path}, line {n}: invalid JSON ({err})") from None
-        if not isinstance(obj, dict):
-            hint = "; for a file holding one JSON array, set data.format: json" if isinstance(obj, list) else ""
-            raise DataError(f"{path}, line {n}: expected a JSON object, found {_kind(obj)}{hint}")
-        records.append((n, obj))
+    records = [(n, obj) for n, raw in enumerate(text.split("\n"), 1) if (obj := jsonl_object(path, n, raw)) is not None]
     if not records:
         raise DataError(f"{path} is empty")
     return records
+
+
+def jsonl_object(path: Path, n: int, raw: str) -> dict | None:
+    """The object on line ``n`` of a jsonl file (``raw``, without its line break); None for a blank line."""
+    if not raw.strip():
+        return None
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}, line {n}: invalid JSON ({err.msg} at column {err.colno}); "
+                        f"jsonl needs one complete JSON object per line") from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{path}, line {n}: invalid JSON ({err})") from None
+    if not isinstance(obj, dict):
+        hint = "; for a file holding one JSON array, set data.format: json" if isinstance(obj, list) else ""
+        raise DataError(f"{path}, line {n}: expected a JSON object, found {kind_of(obj)}{hint}")
+    return obj
 
 
 def read_json_records(path: Path, text: str) -> list[tuple[int, dict]]:
@@ -411,12 +422,12 @@ def read_json_records(path: Path, text: str) -> list[tuple[int, dict]]:
         raise DataError(f"{path}: invalid JSON ({err})") from None
     if not isinstance(data, list):
         hint = "; for one JSON object per line, set data.format: jsonl" if isinstance(data, dict) else ""
-        raise DataError(f"{path}: expected a JSON array of objects, found {_kind(data)}{hint}")
+        raise DataError(f"{path}: expected a JSON array of objects, found {kind_of(data)}{hint}")
     if not data:
         raise DataError(f"{path} is empty (the JSON array has no items)")
     for n, obj in enumerate(data, 1):
         if not isinstance(obj, dict):
-            raise DataError(f"{path}, item {n}: expected a JSON object, found {_kind(obj)}")
+            raise DataError(f"{path}, item {n}: expected a JSON object, found {kind_of(obj)}")
     return list(enumerate(data, 1))
 
 
@@ -428,11 +439,11 @@ def _pick_keys(path: Path, fmt: str, records: list[tuple[int, dict]],
     for role, col in columns.items():
         if isinstance(col, int):
             raise DataError(f"{path}: data.columns.{role} is {col}, but {fmt} fields are named, "
-                            f"not numbered; keys are: {_listing(keys)}")
+                            f"not numbered; keys are: {listing(keys)}")
         if col not in keys:
-            raise _not_found(path, role, col, keys, what="key")
+            raise not_found_error(path, role, col, keys, what="key")
     names = list(columns.values())
-    return [(n, [obj.get(col, _MISSING) for col in names]) for n, obj in records]
+    return [(n, [obj.get(col, MISSING) for col in names]) for n, obj in records]
 
 
 def _read_parquet(path: Path, data: Path | io.BytesIO, columns: Mapping[str, Column]) -> list[Row]:
@@ -444,7 +455,7 @@ def _read_parquet(path: Path, data: Path | io.BytesIO, columns: Mapping[str, Col
     try:
         with pq.ParquetFile(data) as source:
             names = list(source.schema_arrow.names)
-            positions = _resolve(path, columns, names, "the file")
+            positions = resolve_columns(path, columns, names, "the file")
             table = source.read(columns=[names[i] for i in dict.fromkeys(positions)])
     except (pa.ArrowException, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -462,26 +473,26 @@ def _is_text_role(role: str) -> bool:
 
 
 def _is_blank(value: Any) -> bool:
-    return (value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value))
+    return (value is MISSING or value is None or (isinstance(value, float) and math.isnan(value))
             or (isinstance(value, str) and not value.strip()))
 
 
-def _clean(where: tuple[Path, str, int], role: str, column: Column, value: Any, required: bool) -> Any:
+def clean_value(where: tuple[Path, str, int], role: str, column: Column, value: Any, required: bool) -> Any:
     """``value`` of ``role`` checked and converted; ``where`` is (file, "line"/"row"/"item", number)."""
     if _is_blank(value):
         if required:
-            detail = f" (the object has no key '{column}')" if value is _MISSING else ""
+            detail = f" (the object has no key '{column}')" if value is MISSING else ""
             raise DataError(f"{_at(where)}: empty {role}{detail}")
         return "" if _is_text_role(role) else None
     if role == "label":
         if not isinstance(value, (str, bool, int, float)):
-            raise DataError(f"{_at(where)}: label must be a string or a number, found {_kind(value)}")
+            raise DataError(f"{_at(where)}: label must be a string or a number, found {kind_of(value)}")
         return canonical_label(value)
     if _is_text_role(role):
         if isinstance(value, str):
             return value
         if not isinstance(value, (bool, int, float)):
-            raise DataError(f"{_at(where)}: {role} must be a string, found {_kind(value)}")
+            raise DataError(f"{_at(where)}: {role} must be a string, found {kind_of(value)}")
         return str(value)
     return value
 
@@ -499,7 +510,7 @@ def _build_frame(path: Path, unit: str, rows: list[Row], columns: Mapping[str, C
     values: list[list[Any]] = [[] for _ in roles]
     for line, row in rows:
         for k, value in enumerate(row):
-            values[k].append(_clean((path, unit, line), roles[k], cols[k], value, flags[k]))
+            values[k].append(clean_value((path, unit, line), roles[k], cols[k], value, flags[k]))
     frame = pd.DataFrame({role: pd.Series(vals, dtype=str if _is_text_role(role) else None)
                           for role, vals in zip(roles, values)})
     frame["line"] = np.fromiter((line for line, _ in rows), dtype=np.int64, count=len(rows))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+import numpy as np
 import pandas as pd
 
 from tunesmith.errors import DataError
@@ -27,14 +28,7 @@ def split_frame(
     held-out part gets ``ceil(fraction * len(df))`` rows. Both frames get a fresh 0..n-1 index.
     Raises DataError when the split cannot be made (too few rows, or a class too small to stratify).
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 < fraction < 1:
-        raise DataError(f"the held-out fraction (data.validation.split) must be between 0 and 1, "
-                        f"exclusive; got {fraction!r}")
-    n_rows = len(df)
-    n_held = math.ceil(fraction * n_rows)
-    if n_rows < 2 or n_held >= n_rows:
-        raise DataError(f"cannot hold out {fraction:g} of {n_rows} rows and keep any for training; "
-                        f"add rows or lower the fraction")
+    n_held = held_out_count(len(df), fraction)
     from sklearn.model_selection import train_test_split  # here: scikit-learn is ~40 MB in memory
 
     strata = _strata(df, n_held, label_column) if stratify else None
@@ -50,6 +44,29 @@ def sample_validation(frame: pd.DataFrame, max_rows: int | None, *, seed: int) -
     sample = frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
     return sample, (f"validation: a random sample of {max_rows} of its {len(frame)} rows "
                     f"(data.validation.max_rows, seed {seed})")
+
+
+def held_out_count(n_rows: int, fraction: float) -> int:
+    """``ceil(fraction * n_rows)``, checked: a fraction in (0, 1) that leaves rows for training."""
+    if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 < fraction < 1:
+        raise DataError(f"the held-out fraction (data.validation.split) must be between 0 and 1, "
+                        f"exclusive; got {fraction!r}")
+    n_held = math.ceil(fraction * n_rows)
+    if n_rows < 2 or n_held >= n_rows:
+        raise DataError(f"cannot hold out {fraction:g} of {n_rows} rows and keep any for training; "
+                        f"add rows or lower the fraction")
+    return n_held
+
+
+def held_out_rows(n_rows: int, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows), each in ascending order: the rows that ``split_frame(stratify=False)``
+    puts in each part of a table of ``n_rows`` rows (the same shuffled split), without the table itself."""
+    n_held = held_out_count(n_rows, fraction)
+    from sklearn.model_selection import train_test_split
+
+    train, held = train_test_split(np.arange(n_rows, dtype=np.int64), test_size=n_held, random_state=seed,
+                                   shuffle=True)
+    return np.sort(train), np.sort(held)
 
 
 def _strata(df: pd.DataFrame, n_held: int, label_column: str) -> pd.Series:

@@ -9,7 +9,8 @@ looked up by a sha256 key over:
 - the task name and `task.encode_settings(tokenizer)` (max_length, block_size, packing, label names, chat
   template, ...). A task returning None there (the default in tasks/base.py) is never cached;
 - the split's rows: `pandas.util.hash_pandas_object` over every column and the index, plus the column names
-  and dtypes (non-string objects, e.g. sft messages, are hashed as tagged JSON);
+  and dtypes (non-string objects are hashed as tagged JSON); for the language-model tasks' DocumentTables
+  (data/doc_table.py), the data file's sha256, how it was read and which rows the split keeps;
 - the tokenizer: its class, its whole `tokenizer.json` (minus the per-call truncation/padding state), special
   tokens, padding and truncation sides, model_max_length and chat template. A tokenizer without a
   `backend_tokenizer` (a "slow" Python tokenizer) cannot be identified that way and is not cached.
@@ -22,6 +23,11 @@ are written atomically (temp file in the same directory, fsync, os.replace) and 
 `allow_pickle=False`; a damaged file is reported in one line and rewritten; a cache directory that cannot be
 written (read-only, full) is reported once and the run goes on without the cache.
 
+The language-model tasks (causal_lm, sft) encode into Arrow instead (data/arrow_encode.py): an entry is a
+directory `<task>-<key>.arrow/` holding `data.arrow` (memory-mapped when used) and `header.json` (key, row
+count, encode extras), moved into place in one rename once complete; a damaged entry is reported, removed
+and rewritten. Their documents themselves are kept under `documents/` (data/doc_table.py).
+
 The directory is `$TUNESMITH_TOKEN_CACHE`, else `$TUNESMITH_CACHE/tokenized`, else
 `~/.cache/tunesmith/tokenized`. Nothing evicts old entries: delete the directory to reclaim the space.
 """
@@ -30,11 +36,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import inspect
 import json
 import logging
 import os
-import sys
 import tempfile
 from itertools import chain
 from pathlib import Path
@@ -42,24 +46,19 @@ from typing import Callable
 
 import numpy as np
 
-from tunesmith.artifacts import cache_dir, os_reason
+from tunesmith.artifacts import os_reason
+from tunesmith.data.arrow_dataset import ArrowDataset
+from tunesmith.data.arrow_files import ENV, publish, remove_tree, source_fingerprint, token_cache_dir  # noqa: F401
 from tunesmith.data.encode import EncodedDataset
 from tunesmith.errors import one_line
 
 log = logging.getLogger("tunesmith.data")
 
 FORMAT_VERSION = 1
-ENV = "TUNESMITH_TOKEN_CACHE"
 # modules whose code decides what `task.encode` returns, besides the task's own classes
 ENCODER_MODULES = ("tunesmith.data.encode", "tunesmith.data.packing", "tunesmith.data.chat",
-                   "tunesmith.data.labels", __name__)
-
-
-def token_cache_dir() -> Path:
-    """$TUNESMITH_TOKEN_CACHE, else the tunesmith cache (artifacts.cache_dir: $TUNESMITH_CACHE or
-    ~/.cache/tunesmith) + /tokenized."""
-    override = os.environ.get(ENV)
-    return Path(override).expanduser().absolute() if override else cache_dir() / "tokenized"
+                   "tunesmith.data.labels", "tunesmith.data.arrow_encode", "tunesmith.data.arrow_dataset",
+                   "tunesmith.data.doc_table", __name__)
 
 
 # ---- the key -------------------------------------------------------------------------------------------------
@@ -87,7 +86,12 @@ def tokenizer_fingerprint(tokenizer) -> str | None:
 
 
 def frame_fingerprint(frame) -> str:
-    """sha256 over every value, the index, the column names and the dtypes of a split's frame."""
+    """sha256 over every value, the index, the column names and the dtypes of a split's frame; a table that
+    names its own content (data/doc_table.py DocumentTable: the file's sha256, how it was read, the rows
+    kept) gives that instead."""
+    own = getattr(frame, "content_fingerprint", None)
+    if callable(own):
+        return own()
     import pandas as pd
 
     hashed = frame.copy(deep=False)
@@ -113,16 +117,8 @@ def _tagged(value) -> str:
 
 
 def _code_fingerprint(task) -> str:
-    digest = hashlib.sha256()
     modules = [cls.__module__ for cls in type(task).__mro__ if cls.__module__.startswith("tunesmith")]
-    for name in sorted(set(modules) | set(ENCODER_MODULES)):
-        module = sys.modules.get(name)
-        try:
-            source = inspect.getsource(module) if module is not None else ""
-        except (OSError, TypeError):
-            source = ""
-        digest.update(f"{name}\x00{source}\x00".encode())
-    return digest.hexdigest()
+    return source_fingerprint(set(modules) | set(ENCODER_MODULES))
 
 
 def cache_key(task, frame, tokenizer, tokenizer_id: str | None = None) -> str | None:
@@ -323,6 +319,48 @@ class TokenCache:
         return True
 
 
+    # ---- Arrow entries: the language-model tasks' splits (data/arrow_dataset.py) -------------------------------
+    def arrow_path(self, task_name: str, key: str) -> Path:
+        return self.directory / f"{task_name}-{key}.arrow"
+
+    def load_arrow(self, path: Path, key: str) -> tuple[ArrowDataset, dict] | None:
+        """The cached (dataset, extras) of an Arrow entry, or None; a damaged entry is reported and removed."""
+        try:
+            if not (path / "header.json").is_file():
+                return None
+        except OSError:
+            return None
+        try:
+            header = json.loads((path / "header.json").read_text(encoding="utf-8"))
+            if header.get("format") != FORMAT_VERSION or header.get("key") != key:
+                raise ValueError("its header does not match its name")
+            dataset = ArrowDataset(path)
+            if len(dataset) != header.get("rows"):
+                raise ValueError(f"{len(dataset)} rows, the header says {header.get('rows')}")
+            return dataset, header.get("extras") or {}
+        except Exception as exc:  # noqa: BLE001 - any damage means re-encoding
+            self.echo(f"warning: tokenized cache entry {path} is unreadable ({one_line(exc)}); "
+                      f"tokenizing again and rewriting it")
+            remove_tree(path)
+            return None
+
+    def save_arrow(self, path: Path, key: str, dataset: ArrowDataset, extras: dict) -> ArrowDataset:
+        """Move the dataset's directory into the cache as `path`; the dataset as it is now to be used."""
+        if not self.writable or dataset.temporary is None:
+            return dataset
+        header = {"format": FORMAT_VERSION, "key": key, "rows": len(dataset), "extras": extras}
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (dataset.directory / "header.json").write_text(json.dumps(header), encoding="utf-8")
+        except (OSError, TypeError, ValueError) as exc:
+            self.writable = False
+            reason = os_reason(exc) if isinstance(exc, OSError) else one_line(exc)
+            self.echo(f"warning: tokenized cache not written to {self.directory} ({reason}); going on without it")
+            return dataset
+        placed = publish(dataset.directory, path)
+        return dataset.moved(placed) if placed == path else dataset
+
+
 def cached_encode(task, split: str, frame, tokenizer, cache: TokenCache) -> EncodedDataset:
     """`task.encode(frame, tokenizer)`, read from `cache` when this data, tokenizer and settings were encoded
     before (the task's encode extras restored too), else encoded and written there."""
@@ -333,14 +371,17 @@ def cached_encode(task, split: str, frame, tokenizer, cache: TokenCache) -> Enco
         key = None
     if key is None:
         return task.encode(frame, tokenizer)
-    path = cache.path(task.name, key)
-    hit = cache.load(path, key)
+    streamed = callable(getattr(frame, "content_fingerprint", None))  # a DocumentTable: encoded into Arrow
+    path = cache.arrow_path(task.name, key) if streamed else cache.path(task.name, key)
+    hit = cache.load_arrow(path, key) if streamed else cache.load(path, key)
     if hit is not None:
         dataset, extras = hit
         task.restore_encode_extras(split, extras)
         cache.echo(f"note: tokenized {split} from cache ({len(frame):,} {getattr(task, 'unit', 'rows')})")
         return dataset
     dataset = task.encode(frame, tokenizer)
+    if isinstance(dataset, ArrowDataset):
+        return cache.save_arrow(path, key, dataset, task.encode_extras(split))
     cache.save(path, key, dataset, task.encode_extras(split))
     return dataset
 

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save as to_bytes
 
 from tunesmith.artifacts import RunDir
+from tunesmith.data.doc_table import DocumentTable
 from tunesmith.methods.measure import peak_memory
 from tunesmith.recipes.finetune import prepare_data, prepare_model
 from tunesmith.train.checkpoint import encode_tree, model_tensors
@@ -27,7 +28,9 @@ def measure(recipe, steps: int) -> dict:
     train/loop.py)."""
     settings = recipe.train
     task, splits = prepare_data(recipe, echo=lambda line: None)
-    frames = splits.frames()
+    # causal_lm / sft splits are Arrow tables read as a stream: plan samples rows of them in memory
+    frames = {name: frame.to_frame() if isinstance(frame, DocumentTable) else frame
+              for name, frame in splits.frames().items()}
     started = time.perf_counter()
     model, tokenizer, method = prepare_model(recipe, task, echo=lambda line: None)
     accelerator = make_accelerator(settings.precision)
@@ -140,7 +143,7 @@ def measure(recipe, steps: int) -> dict:
 
 def _length_model(chars, encoded, max_length: int):
     """tokens ~ a * characters + b, least squares on a tokenized sample; clipped to [1, max_length]."""
-    tokens = np.array([len(f["input_ids"]) for f in encoded.features]) if hasattr(encoded, "features") else None
+    tokens = np.asarray(encoded.lengths()) if hasattr(encoded, "lengths") else None
     if tokens is None or len(tokens) != len(chars) or len(tokens) < 2 or np.ptp(chars) == 0:  # != : windows
         mean = float(tokens.mean()) if tokens is not None and len(tokens) else 1.0
         return lambda c: np.clip(np.full(len(c), round(mean)), 1, max_length).astype(np.int64)

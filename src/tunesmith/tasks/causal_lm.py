@@ -2,15 +2,19 @@
 
 Documents (see tunesmith.data.lm_data) are tokenized with the tokenizer's usual special tokens (a Llama
 tokenizer starts each document with <s>), followed by EOS, concatenated and cut into blocks of
-`lm.block_size` tokens (default train.max_length); see tunesmith.data.packing.pack_documents. Every token
-is a target (labels = input_ids); only the last block of a split may be shorter and is padded per batch.
+`lm.block_size` tokens (default train.max_length); see tunesmith.data.arrow_encode.encode_documents (the
+blocks of tunesmith.data.packing.pack_documents, tokenized in parallel processes and written to a memory-mapped
+Arrow file). Every token is a target (labels = input_ids); only the last block of a split may be shorter and is
+padded per batch.
 """
 
 from __future__ import annotations
 
-from tunesmith.data.encode import EncodedDataset
-from tunesmith.data.lm_data import load_document_splits
-from tunesmith.data.packing import pack_documents
+from collections.abc import Iterator
+
+from tunesmith.data.arrow_dataset import ArrowDataset
+from tunesmith.data.arrow_encode import encode_documents
+from tunesmith.data.lm_data import as_table, load_document_splits
 from tunesmith.errors import ModelError
 from tunesmith.tasks.lm import LMTask
 
@@ -27,24 +31,22 @@ class CausalLMTask(LMTask):
         unit = f" ({self.lm.text_unit}s of a .txt file)" if str(self.recipe.data.train).endswith(".txt") else ""
         return super().describe_splits(splits) + unit
 
-    def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
+    def encode(self, frame, tokenizer, *, with_labels: bool = True) -> ArrowDataset:
+        """The split's blocks (data/arrow_encode.py encode_documents), tokenized in lm.num_proc processes."""
         if tokenizer.eos_token_id is None:
             raise ModelError("the tokenizer has no eos token to put between documents")
-        ids = tokenizer(frame["text"].tolist(), verbose=False)["input_ids"]
-        blocks = pack_documents(ids, tokenizer.eos_token_id, self.block_size)
-        dataset = EncodedDataset([{"input_ids": block} for block in blocks])
-        self.stats[self._split_of(frame)] = {"documents": len(frame), "tokens": sum(len(b) for b in blocks),
-                                             "blocks": len(blocks)}
+        dataset, stats = encode_documents(as_table(frame, "text"), tokenizer, block_size=self.block_size,
+                                          num_proc=self.num_proc)
+        self.stats[self._split_of(frame)] = stats
         return dataset
 
     def encode_summary(self) -> dict:
         return {"splits": self.stats}
 
-    def default_prompts(self, frame) -> list[dict]:
+    def default_prompts(self, frame) -> Iterator[dict]:
         """The first line of each validation document (at most 60 characters, cut at a space), plus a line
         break when the document goes on; the rest of the document is the reference."""
-        prompts = []
-        for text in frame["text"].tolist():
+        for text in as_table(frame, "text").rows("text"):
             first, _, rest = text.partition("\n")
             head = first.strip()
             if len(head) > 60:
@@ -56,5 +58,4 @@ class CausalLMTask(LMTask):
                 prompt, reference = head + "\n", rest
             else:
                 prompt, reference = head, text[text.find(head) + len(head):]
-            prompts.append({"prompt": prompt, "reference": reference[:300]})
-        return prompts
+            yield {"prompt": prompt, "reference": reference[:300]}

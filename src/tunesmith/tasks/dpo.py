@@ -58,6 +58,9 @@ class DPOTask(SFTTask):
         super().__init__(recipe)
         if recipe.lm.packing:
             raise RecipeError("lm.packing: dpo scores each reply as a whole sequence and does not pack; remove it")
+        if recipe.lm.num_proc is not None:
+            raise RecipeError("lm.num_proc: dpo reads its pairs into memory and tokenizes them in one process; "
+                              "remove it")
         self.check_random_held_out()
         self.preference = recipe.preference
         self.reference_model = None  # the frozen copy (full / freeze / bitfit, until precomputed)

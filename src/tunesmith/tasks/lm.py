@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from tunesmith.data.arrow_encode import default_num_proc
 from tunesmith.data.packing import IGNORE_INDEX, make_lm_loader
 from tunesmith.errors import RecipeError
 from tunesmith.models import load_for_causal_lm
@@ -54,6 +56,11 @@ class LMTask(Task):
     @property
     def block_size(self) -> int:
         return self.lm.block_size or self.recipe.train.max_length
+
+    @property
+    def num_proc(self) -> int:
+        """Processes that tokenize in parallel (lm.num_proc, else the CPUs available: data/arrow_encode.py)."""
+        return self.lm.num_proc or default_num_proc()
 
     # ---- data -------------------------------------------------------------------------------
     def describe_splits(self, splits) -> str:
@@ -173,12 +180,15 @@ class LMTask(Task):
             return [{"prompt": p, "reference": None} for p in self.lm.sample_prompts]
         if self.splits is None:
             return []
-        unique = {}
+        unique: dict = {}
         for prompt in self.default_prompts(self.splits.validation):  # the first example of each distinct prompt
+            if len(unique) >= self.lm.num_samples:
+                break  # the validation split is read only as far as the prompts need
             unique.setdefault(prompt["prompt"], prompt)
         return list(unique.values())[: self.lm.num_samples]
 
-    def default_prompts(self, frame) -> list[dict]:
+    def default_prompts(self, frame) -> Iterable[dict]:
+        """{prompt, reference} from the split's examples, in order (an iterator is read only as far as needed)."""
         raise NotImplementedError
 
     def chat_template(self, tokenizer) -> str | None:

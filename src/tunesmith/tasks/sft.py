@@ -7,17 +7,20 @@ assistant turn of a multi-turn chat. Conversations longer than train.max_length 
 one with no answer token left is dropped (both counted in eval.json "lm"). With `lm.packing`, short
 examples share blocks of lm.block_size tokens (position ids restart per example, so attention stays inside
 each one). The template used is saved with the model's tokenizer, so the run directory's model renders
-prompts exactly as in training (`tunesmith generate`, or `tokenizer.apply_chat_template`).
+prompts exactly as in training (`tunesmith generate`, or `tokenizer.apply_chat_template`). Conversations are
+tokenized in parallel processes into a memory-mapped Arrow file (tunesmith.data.arrow_encode).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterator
 
-from tunesmith.data.chat import choose_template, encode_conversation, renderer
-from tunesmith.data.encode import EncodedDataset
-from tunesmith.data.lm_data import load_conversation_splits
-from tunesmith.data.packing import IGNORE_INDEX, pack_examples
+from tunesmith.data.arrow_dataset import ArrowDataset
+from tunesmith.data.arrow_encode import encode_conversations
+from tunesmith.data.chat import choose_template
+from tunesmith.data.lm_data import as_table, load_conversation_splits
 from tunesmith.errors import DataError
 from tunesmith.tasks.lm import LMTask
 
@@ -73,42 +76,30 @@ class SFTTask(LMTask):
                         split, truncated, stats["conversations"], self.limit,
                         f"; {dropped} kept no answer token and were dropped" if dropped else "")
 
-    def encode(self, frame, tokenizer, *, with_labels: bool = True) -> EncodedDataset:
-        render = renderer(tokenizer, self.chat_template(tokenizer))
+    def encode(self, frame, tokenizer, *, with_labels: bool = True) -> ArrowDataset:
+        """The split's examples (or packed blocks): data/arrow_encode.py encode_conversations, tokenized in
+        lm.num_proc processes."""
         limit = self.limit
-        examples, truncated, dropped = [], 0, 0
-        for messages in frame["messages"].tolist():
-            example = encode_conversation(tokenizer, render, messages)
-            if len(example["input_ids"]) > limit:
-                truncated += 1
-                example = {key: value[:limit] for key, value in example.items()}
-            if all(label == IGNORE_INDEX for label in example["labels"][1:]):
-                dropped += 1
-                continue
-            examples.append(example)
+        dataset, stats = encode_conversations(as_table(frame, "messages"), tokenizer,
+                                              template=self.chat_template(tokenizer), limit=limit,
+                                              packing=self.lm.packing, block_size=self.block_size,
+                                              num_proc=self.num_proc)
         split = self._split_of(frame)
-        if not examples:
+        if not stats["examples"]:
             raise DataError(f"{split}: no conversation keeps any answer token within train.max_length={limit}; "
                             f"raise train.max_length")
-        features = pack_examples(examples, self.block_size) if self.lm.packing else examples
-        self.stats[split] = {
-            "conversations": len(frame), "examples": len(examples), "truncated": truncated, "dropped": dropped,
-            "tokens": sum(len(e["input_ids"]) for e in examples),
-            "answer_tokens": sum(sum(1 for x in e["labels"] if x != IGNORE_INDEX) for e in examples),
-            **({"blocks": len(features)} if self.lm.packing else {}),
-        }
-        self._warn_truncated(split, self.stats[split])
-        return EncodedDataset(features)
+        self.stats[split] = stats
+        self._warn_truncated(split, stats)
+        return dataset
 
     def encode_summary(self) -> dict:
         return {"packing": self.lm.packing, "splits": self.stats}
 
-    def default_prompts(self, frame) -> list[dict]:
+    def default_prompts(self, frame) -> Iterator[dict]:
         """The first user message of each validation conversation; its first answer is the reference."""
-        prompts = []
-        for messages in frame["messages"].tolist():
+        for text in as_table(frame, "messages").rows("messages"):
+            messages = json.loads(text)
             user = next((m["content"] for m in messages if m["role"] == "user"), None)
             answer = next((m["content"] for m in messages if m["role"] == "assistant"), None)
             if user:
-                prompts.append({"prompt": user, "reference": answer})
-        return prompts
+                yield {"prompt": user, "reference": answer}
