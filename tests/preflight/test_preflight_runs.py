@@ -165,9 +165,9 @@ def test_clean_sft_and_causal_lm_runs_raise_nothing(tmp_path, tiny_gpt2_dir, tin
 
 @pytest.mark.preflight_fault
 def test_eos_masked_like_padding_is_never_trained(tmp_path, tiny_gpt2_dir, monkeypatch):
-    import tunesmith.tasks.sft as sft
+    import tunesmith.data.arrow_encode as sft_encoding
 
-    real = sft.encode_conversation
+    real = sft_encoding.encode_conversation
 
     def masking_pad(tokenizer, render, messages, max_length=None):  # the classic: pad = eos, labels[ids == pad] = -100
         example = real(tokenizer, render, messages, max_length)
@@ -175,7 +175,7 @@ def test_eos_masked_like_padding_is_never_trained(tmp_path, tiny_gpt2_dir, monke
         example["labels"] = [-100 if i == pad else label for i, label in zip(example["input_ids"], example["labels"])]
         return example
 
-    monkeypatch.setattr(sft, "encode_conversation", masking_pad)
+    monkeypatch.setattr(sft_encoding, "encode_conversation", masking_pad)
     with pytest.raises(PreflightError, match=r"\[end_token_not_trained\] the end token \('<\|endoftext\|>'\)"):
         set_up(sft_recipe(tmp_path, tiny_gpt2_dir))
 

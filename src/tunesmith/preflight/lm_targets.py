@@ -85,10 +85,9 @@ def check_zero_targets(context) -> list[Finding]:
 
 def first_conversation(context) -> list[dict] | None:
     """The first training prompt with its reference answer, as messages (None when there is none)."""
-    prompts = context.task.default_prompts(context.splits.train)
-    if not prompts or prompts[0].get("reference") is None:
+    first = next(iter(context.task.default_prompts(context.splits.train)), None)  # a list, or an iterator
+    if first is None or first.get("reference") is None:
         return None
-    first = prompts[0]
     messages = list(first.get("messages") or [{"role": "user", "content": first["prompt"]}])
     return messages + [{"role": "assistant", "content": first["reference"]}]
 

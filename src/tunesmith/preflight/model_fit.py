@@ -42,8 +42,7 @@ def check_vocabulary_range(context) -> list[Finding]:
 
 def prompt_texts(context) -> list[str]:
     """Two prompts of different lengths, rendered as generation renders them."""
-    prompts = context.task.default_prompts(context.splits.validation)[:1] or [{"prompt": "Hello"}]
-    first = prompts[0]
+    first = next(iter(context.task.default_prompts(context.splits.validation)), None) or {"prompt": "Hello"}
     messages = list(first.get("messages") or [{"role": "user", "content": first["prompt"]}])
     longer = messages[:-1] + [{**messages[-1], "content": messages[-1]["content"] + " " + messages[-1]["content"]}]
     template = context.task.chat_template(context.tokenizer)
