@@ -33,6 +33,8 @@ def scratch_recipe(recipe, model_dir: Path, output: Path):
     raw["model"] = str(model_dir)
     raw["output"] = str(output)
     raw["baselines"] = False
+    raw.pop("init", None)  # random weights start from no run and watch none
+    raw.pop("transfer", None)
     raw["overwrite"] = True  # RUN/baselines/scratch belongs to the run: a finished one of an earlier run is replaced
     if isinstance(raw.get("method"), dict):  # every weight is random: train them all (no frozen layers, no LoRA)
         raw["method"] = {"name": "full", "gradient_checkpointing": raw["method"].get("gradient_checkpointing", False)}
