@@ -208,7 +208,7 @@ def test_unfinished_runs_and_onnx_exports_are_refused(parent, tmp_path, capsys):
     onnx.mkdir()
     (onnx / "export.json").write_text(json.dumps({"format": "onnx", "run": str(parent)}))
     (onnx / "config.json").write_text("{}")
-    with pytest.raises(ModelError, match="is a onnx export, which holds no trainable weights"):
+    with pytest.raises(ModelError, match="is an onnx export, which holds no trainable weights"):
         loaded(child_recipe(onnx, tmp_path / "child2", sentiment_rows(40, seed=7)))
 
 

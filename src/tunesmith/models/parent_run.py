@@ -131,7 +131,7 @@ def export_parent(path: Path) -> ParentRun:
     manifest = read_json(path / EXPORT_MANIFEST)
     fmt = manifest.get("format")
     if fmt != "merged":
-        raise ModelError(f"model: {path} is a {fmt} export, which holds no trainable weights: start from its "
+        raise ModelError(f"model: {path} is an {fmt} export, which holds no trainable weights: start from its "
                          f"run ({manifest.get('run')}) or from a merged export (tunesmith export RUN --format merged)")
     run_eval = Path(str(manifest.get("run", ""))) / "eval.json"
     result = read_json(run_eval) if manifest.get("run") and run_eval.is_file() else {}
