@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from lm_helpers import lm_recipe, shakespeare_slice
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
+from task_fixtures import TASK_FIXTURES
 from task_fixtures import dpo as dpo_fixture
 from task_fixtures import sft as sft_fixture
 from tunesmith.artifacts import RUN_MARKER
@@ -218,6 +219,22 @@ def test_init_without_a_run_is_refused(tiny_bert_dir, tmp_path):
         prepare_data(validate_recipe(raw), echo=quiet)
     with pytest.raises(RecipeError, match="init.head"):
         validate_recipe({**raw, "init": {"head": "old"}})
+
+
+@pytest.mark.parametrize("task", ["regression", "multi_label", "token_classification"])
+def test_a_classification_run_starts_another_classification_family_task(parent, tiny_bert_dir, tmp_path, task):
+    raw = TASK_FIXTURES[task]({"bert": tiny_bert_dir}, tmp_path)["raw"]
+    raw.update(model=str(parent), baselines=False)
+    task_object, model = loaded(raw)
+    saved = parent_weights(parent)
+    assert task_object.head_start == "new" and task_object.lineage()["task"] == "classification"
+    assert torch.equal(model.bert.encoder.layer[1].output.dense.weight,
+                       saved["bert.encoder.layer.1.output.dense.weight"])
+    assert type(model).__name__ == ("BertForTokenClassification" if task == "token_classification"
+                                    else "BertForSequenceClassification")
+    assert not any(key.startswith("tunesmith_positive") for key in vars(model.config))  # the parent's, dropped
+    with pytest.raises(RecipeError, match=f"is a classification run, so it has no {task} head"):
+        loaded({**raw, "init": {"head": "keep"}})
 
 
 def test_an_encoder_classifier_cannot_start_a_causal_lm(parent, tmp_path):

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.artifacts import is_run_dir, run_owning
 from tunesmith.errors import ModelError, RecipeError, one_line
+
+log = logging.getLogger("tunesmith.models")
 
 LM_TASKS = ("causal_lm", "sft", "dpo")  # AutoModelForCausalLM; their head is the language-model head
 RUN_SETTING_PREFIX = "tunesmith_"  # model config keys a task stores for its trained model
@@ -203,7 +206,7 @@ def load_body_only(auto_class, model_dir: Path, trust_remote_code: bool, id2labe
     if not state:
         raise ModelError(f"{model_dir}: no weights under '{prefix}' to carry over into a "
                          f"{type(model).__name__}")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected:
-        raise ModelError(f"{model_dir}: weights {unexpected[:3]} do not fit a {type(model).__name__}")
+    missing, unexpected = model.load_state_dict(state, strict=False)  # shapes must fit: a RuntimeError if not
+    if unexpected:  # e.g. a sequence classifier's pooler, which a token classifier has not
+        log.info("weights of %s not used by a %s: %s", model_dir, type(model).__name__, ", ".join(unexpected[:5]))
     return model, {"missing_keys": set(missing), "mismatched_keys": []}
