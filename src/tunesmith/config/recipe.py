@@ -26,6 +26,7 @@ from tunesmith.config.preflight import PreflightSpec
 from tunesmith.config.regression import RegressionSpec
 from tunesmith.config.report import ReportSpec
 from tunesmith.config.token_classification import TokenClassificationSpec
+from tunesmith.config.transfer import InitSpec, TransferSpec
 from tunesmith.config.tune import TuneSpec
 from tunesmith.errors import RecipeError, shown
 
@@ -169,6 +170,8 @@ class Recipe(Section):
     report: ReportSpec = Field(default_factory=ReportSpec)  # report.html, trackers (tunesmith/report/)
     quality_gate: QualityGateSpec | None = None  # fail (exit 3) when the model does not beat a baseline
     tune: TuneSpec | None = None  # `tunesmith tune`'s search space (config/tune.py); `tunesmith train` ignores it
+    init: InitSpec | None = None  # model: names a finished run: what it carries over (config/transfer.py)
+    transfer: TransferSpec | None = None  # transfer.watch: evaluate an earlier run's task too (config/transfer.py)
     _lr_from_method: bool = PrivateAttr(False)  # train.lr was left out: the method's default (see lr_source)
 
     @model_validator(mode="after")
@@ -200,7 +203,7 @@ class Recipe(Section):
         return raw
 
     def to_yaml(self) -> str:
-        unused = {"tune"} if self.tune is None else None  # a run's recipe.yaml has no empty tune: key
+        unused = {k for k in ("tune", "init", "transfer") if getattr(self, k) is None} or None  # no empty keys
         return yaml.safe_dump(self.model_dump(mode="json", exclude=unused), sort_keys=False)
 
 

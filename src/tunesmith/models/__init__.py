@@ -27,6 +27,7 @@ from pathlib import Path
 from tunesmith.artifacts import cache_dir
 from tunesmith.errors import ModelError, one_line
 from tunesmith.models.checks import check_tokenizer_files, check_vocabulary, embedding_rows, position_limit
+from tunesmith.models.parent_run import clear_run_settings, load_body_only, parent_model_dir
 
 log = logging.getLogger("tunesmith.models")
 
@@ -76,10 +77,14 @@ def converted_dir(model: PackagedModel) -> Path:
 
 
 def resolve_model(name_or_path: str) -> Path:
-    """A packaged short name or a local directory -> a local Hugging Face model directory (with config.json)."""
+    """A packaged short name or a local directory -> a local Hugging Face model directory (with config.json).
+    A finished tunesmith run resolves to RUN/model, a merged export to itself (models/parent_run.py)."""
     packaged = PACKAGED.get(str(name_or_path))
     if packaged is not None:
         return _resolve_packaged(packaged)
+    from_run = parent_model_dir(name_or_path)  # an unfinished run or an onnx export: a ModelError
+    if from_run is not None:
+        return from_run
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
         reason = "no such directory" if not path.exists() else "not a directory"
@@ -259,11 +264,12 @@ HEADS = {"sequence": "AutoModelForSequenceClassification", "token": "AutoModelFo
 
 def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[int, str], label2id: dict[str, int],
                             problem_type: str | None = None, trust_remote_code: bool = False,
-                            allow_pickle: bool = False, head: str = "sequence"):
+                            allow_pickle: bool = False, head: str = "sequence", start: str | None = None):
     """(AutoModelForSequenceClassification, tokenizer) for an encoder or a decoder, with a new head of
     `num_labels` (replacing a head of another size) and `config.pad_token_id` matching the tokenizer; a
     tokenizer that does not fit the input embedding is refused (models/checks.py: check_vocabulary).
-    `head="token"`: AutoModelForTokenClassification (a label per token), with the same checks."""
+    `head="token"`: AutoModelForTokenClassification (a label per token), with the same checks.
+    `start` "kept" | "new": `model_dir` is an earlier run's model, its head kept or new (models/parent_run.py)."""
     import transformers
 
     auto_class = getattr(transformers, HEADS[head])
@@ -277,12 +283,19 @@ def load_for_classification(model_dir: Path, *, num_labels: int, id2label: dict[
     extra = {"problem_type": problem_type} if problem_type else {}
     try:
         with quiet_transformers():
-            model, info = auto_class.from_pretrained(
-                model_dir, id2label=id2label, label2id=dict(label2id),  # v5: num_labels = len(id2label)
-                ignore_mismatched_sizes=True, local_files_only=True, trust_remote_code=trust_remote_code,
-                use_safetensors=None if allow_pickle else True, output_loading_info=True, **extra)
+            if start == "new":  # only the body: a head of the same shape must not be loaded
+                model, info = load_body_only(auto_class, model_dir, trust_remote_code, id2label, label2id, extra)
+            else:
+                model, info = auto_class.from_pretrained(
+                    model_dir, id2label=id2label, label2id=dict(label2id),  # v5: num_labels = len(id2label)
+                    ignore_mismatched_sizes=True, local_files_only=True, trust_remote_code=trust_remote_code,
+                    use_safetensors=None if allow_pickle else True, output_loading_info=True, **extra)
     except Exception as exc:
+        if isinstance(exc, ModelError):
+            raise
         raise ModelError(f"cannot load {model_dir} for classification: {one_line(exc)}") from exc
+    if start is not None:
+        clear_run_settings(model.config)  # the parent task's threshold, positive label, scaling
     _report_new_weights(model, info, model_dir)
     check_vocabulary(tokenizer, embedding_rows(model), model_dir)
     if model.config.pad_token_id != tokenizer.pad_token_id:
@@ -331,8 +344,6 @@ def load_for_causal_lm(model_dir: Path, *, trust_remote_code: bool = False, allo
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
-
-
 
 
 def _report_new_weights(model, info: dict, model_dir: Path) -> None:

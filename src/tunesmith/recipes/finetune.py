@@ -30,8 +30,10 @@ from tunesmith.methods import apply_method
 from tunesmith.methods.base import load_best_weights
 from tunesmith.methods.measure import peak_memory
 from tunesmith.models import check_weights_safe, resolve_model
+from tunesmith.models.parent_run import check_start
 from tunesmith.preflight import PreflightContext, record_in_inspect, run_preflight
 from tunesmith.recipes.baselines import collect_baselines
+from tunesmith.recipes.transfer_watch import make_watch
 from tunesmith.report import write_report
 from tunesmith.tasks import make_task
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
@@ -66,6 +68,7 @@ def finetune(recipe, *, echo=print, judge=None) -> dict:
 
 def prepare_data(recipe, echo=print):
     """(task, splits): the recipe's data read, validated and split before any model is loaded."""
+    check_start(recipe.model, recipe.init)  # model: an earlier run: finished, and init: only with one
     task = make_task(recipe)
     splits = task.load_data()
     for note in splits.notes:
@@ -134,6 +137,7 @@ class FineTune:
             self.run, recipe, model=self.model, optimizer=self.optimizer, schedule=self.schedule,
             accelerator=self.accelerator, stopper=self.stopper, plan=self.plan, train_loader=train_loader,
             train_data=self.datasets["train"], echo=self.echo)
+        self.watch = make_watch(recipe, self.task, self.model, self.tokenizer, self.accelerator, self.echo)
 
     def _loaders(self) -> Loaders:
         settings, task = self.recipe.train, self.task
@@ -151,18 +155,20 @@ class FineTune:
         self.checkpoints.start(self.recipe.resume)  # creates RUN; resuming, picks the newest valid checkpoint
         run.write_recipe(self.task.resolved_recipe().model_copy(update={"resume": False, "overwrite": False}),
                          header=f"train.lr {self.recipe.train.lr:g}: {self.recipe.lr_source}")
-        log = self.log = start_tracking(accelerator, self.recipe, run.log)  # run.log (+ trackers)
+        log = self.log = self.watch.logging(start_tracking(accelerator, self.recipe, run.log))  # + trackers, watch
         self.echo(f"training {plan.total_steps} steps ({plan.steps_per_epoch}/epoch) on {accelerator.device}, "
                   f"evaluating every {plan.eval_every} steps; run directory: {run.path}")
         validation = self.loaders.held_out["validation"]
         self.task.before_training(self.model, self.tokenizer, self.loaders.held_out, accelerator,
                                   train_data=self.datasets["train"])
+        self.watch.before_training(self.model, log, run.read_metrics())  # transfer.watch: step 0
         with self.checkpoints.signals():  # SIGINT/SIGTERM: checkpoint at the end of the step, then stop
             self.state = train_loop(
                 model=self.model, optimizer=self.optimizer, schedule=self.schedule,
                 train_loader=self.loaders.train, accelerator=accelerator, plan=plan, stopper=self.stopper,
                 compute_loss=self.task.compute_loss,
-                evaluate=lambda: self.task.evaluate(self.model, validation, accelerator, desc="validation"),
+                evaluate=self.watch.around(lambda: self.task.evaluate(self.model, validation, accelerator,
+                                                                      desc="validation"), self.model),
                 on_best=self._save_best, log=log, checkpoints=self.checkpoints, state=self.checkpoints.restore(),
             )
         self.train_seconds = time.perf_counter() - self.state.started  # summed over a resumed run's processes
@@ -203,6 +209,8 @@ class FineTune:
             "preflight": self.preflight.to_dict(),
         }
         result.update(task.extra_results(model, self.tokenizer, accelerator))
+        result.update({"lineage": task.lineage()} if task.parent is not None else {})  # model: an earlier run
+        result.update(self.watch.results(model, self.log))  # transfer.watch: before, after, change
         result["verdict"] = quality_verdict(self.recipe, result, self.stopper.metric,
                                             task.metric_mode(self.stopper.metric))
         finish_tracking(accelerator)

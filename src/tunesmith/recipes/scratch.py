@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModel
 
 from tunesmith.config.recipe import validate_recipe
 from tunesmith.models import resolve_model
+from tunesmith.models.parent_run import clear_run_settings
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
 SUBDIR = Path("baselines") / "scratch"
@@ -33,6 +34,8 @@ def scratch_recipe(recipe, model_dir: Path, output: Path):
     raw["model"] = str(model_dir)
     raw["output"] = str(output)
     raw["baselines"] = False
+    raw.pop("init", None)  # random weights start from no run and watch none
+    raw.pop("transfer", None)
     raw["overwrite"] = True  # RUN/baselines/scratch belongs to the run: a finished one of an earlier run is replaced
     if isinstance(raw.get("method"), dict):  # every weight is random: train them all (no frozen layers, no LoRA)
         raw["method"] = {"name": "full", "gradient_checkpointing": raw["method"].get("gradient_checkpointing", False)}
@@ -45,6 +48,7 @@ def scratch_recipe(recipe, model_dir: Path, output: Path):
 def random_init_dir(model_dir: Path, dest: Path, *, seed: int, trust_remote_code: bool = False) -> Path:
     """Write `model_dir`'s architecture with random weights, plus its tokenizer files, to `dest`."""
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    clear_run_settings(config)  # model: an earlier run: its task's threshold, scaling... are not the scratch run's
     architecture = (getattr(config, "architectures", None) or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
     torch.manual_seed(seed)

@@ -7,7 +7,8 @@ Charts are inline PNG data URIs; the page has no scripts and loads nothing, so i
 Sections (each an element with this id; a section without data is left out):
     summary, recipe, data, curves, learning-rate, perplexity (language models), confusion, per-class,
     per-label (multi_label), entity-types, entity-confusion, entity-examples (token classification), baselines,
-    generations (language models), stopping, performance, environment
+    transfer (a run started from, or watching, an earlier run), generations (language models), stopping,
+    performance, environment
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tunesmith.report.preference import CHARTED as PREFERENCE_CHARTED, is_prefer
 from tunesmith.report.regression import section_predictions, target_tables
 from tunesmith.report.token_classification import (section_entity_examples, section_entity_types,
                                                    section_type_confusion)
+from tunesmith.report.transfer import section_transfer
 
 REPORT_NAME = "report.html"
 INSPECT_NAME = "inspect.json"
@@ -540,6 +542,7 @@ SECTIONS = (
     # dpo (report/preference.py)
     ("preference", "Preference: held-out reward accuracy, margin, rewards and log-probs",
      lambda d: section_preference(d, chart, charts, table, esc)),
+    ("transfer", "Transfer: started from, watched", lambda d: section_transfer(d, chart, charts, table, esc)),
     ("baselines", "Baselines", section_baselines),
     ("generations", "Generations before and after fine-tuning", section_generations),
     ("stopping", "Best step and why training stopped", section_stopping),

@@ -39,6 +39,7 @@ from tunesmith.data.encode import make_loader
 from tunesmith.data.prepare import read_labelled
 from tunesmith.errors import RecipeError
 from tunesmith.models.checks import position_limit
+from tunesmith.models.parent_run import choose_head, find_parent_run
 
 
 class Task(ABC):
@@ -57,6 +58,8 @@ class Task(ABC):
         self.stop_metric = self.choose_stop_metric(recipe.train.early_stopping)
         self.max_length = recipe.train.max_length  # tokens an example is cut to; see fit_max_length
         self.position_limit: int | None = None  # the model's, once fit_max_length has seen its config
+        self.parent = None  # model: names a finished run: its ParentRun (models/parent_run.py), set by start_head
+        self.head_start: str | None = None  # then "kept" or "new": how this run's head started
 
     # ---- the recipe -------------------------------------------------------------------------
     def choose_stop_metric(self, stop) -> str:
@@ -142,6 +145,18 @@ class Task(ABC):
     @abstractmethod
     def load_model(self, model_dir: Path):
         """(model, tokenizer): the pretrained model with this task's head, in fp32."""
+
+    def start_head(self, id2label: dict | None = None) -> str | None:
+        """For load_model: when `model:` names a finished run, how the head (with `id2label`; None: the
+        language-model head) starts, by init.head: "kept" or "new" (models/parent_run.py: choose_head); None
+        for a pretrained model."""
+        self.parent = find_parent_run(self.recipe.model)
+        self.head_start = choose_head(self.parent, self.recipe.init, self.name, id2label, self.recipe.model)
+        return self.head_start
+
+    def lineage(self) -> dict | None:
+        """eval.json "lineage": the run this one started from (path, recipe hash, task, metrics, head), or None."""
+        return self.parent.lineage(self.head_start) if self.parent is not None else None
 
     @abstractmethod
     def load_trained(self, model_dir: Path):

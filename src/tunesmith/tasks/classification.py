@@ -99,6 +99,7 @@ class ClassificationTask(SequenceTask):
             model_dir, num_labels=len(self.labels), id2label=self.labels.id2label,
             label2id=self.labels.label2id, trust_remote_code=self.recipe.trust_remote_code,
             allow_pickle=self.recipe.allow_pickle,  # checked (and refused unless true) by models.check_weights_safe
+            start=self.start_head(self.labels.id2label),  # model: an earlier run: its head kept or new
         )
         if self.positive is not None:  # saved with the model: predict/evaluate know the positive class
             setattr(model.config, POSITIVE_KEY, self.labels.names[self.positive])

@@ -95,6 +95,7 @@ class LMTask(Task):
                                   allow_pickle=self.recipe.allow_pickle)
 
     def load_model(self, model_dir: Path):
+        self.start_head()  # model: an earlier run: it must be a language model (its head is carried over)
         model, tokenizer = load_for_causal_lm(model_dir, trust_remote_code=self.recipe.trust_remote_code,
                                               allow_pickle=self.recipe.allow_pickle)
         limit = position_limit(model.config)

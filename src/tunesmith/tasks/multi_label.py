@@ -129,7 +129,7 @@ class MultiLabelTask(SequenceTask):
         model, tokenizer = load_for_classification(
             model_dir, num_labels=len(self.names), id2label=id2label, label2id={v: k for k, v in id2label.items()},
             problem_type=PROBLEM_TYPE, trust_remote_code=self.recipe.trust_remote_code,
-            allow_pickle=self.recipe.allow_pickle)
+            allow_pickle=self.recipe.allow_pickle, start=self.start_head(id2label))
         if self.pos_weight is not None:  # evaluate after reloading scores the training loss
             setattr(model.config, POS_WEIGHT_KEY, [float(w) for w in self.pos_weight])
         self.fit_max_length(model.config, announce=True)

@@ -119,7 +119,7 @@ class RegressionTask(SequenceTask):
         model, tokenizer = load_for_classification(
             model_dir, num_labels=len(self.names), id2label=id2label, label2id={v: k for k, v in id2label.items()},
             problem_type="regression", trust_remote_code=self.recipe.trust_remote_code,
-            allow_pickle=self.recipe.allow_pickle)
+            allow_pickle=self.recipe.allow_pickle, start=self.start_head(id2label))
         setattr(model.config, CONFIG_KEY, self.scaler.to_dict())  # predict returns values in the user's units
         self.fit_max_length(model.config, announce=True)
         return model, tokenizer

@@ -112,7 +112,8 @@ class TokenClassificationTask(Task):
         model, tokenizer = load_for_classification(
             model_dir, num_labels=len(names), id2label=dict(enumerate(names)),
             label2id={name: i for i, name in enumerate(names)}, head="token",
-            trust_remote_code=self.recipe.trust_remote_code, allow_pickle=self.recipe.allow_pickle)
+            trust_remote_code=self.recipe.trust_remote_code, allow_pickle=self.recipe.allow_pickle,
+            start=self.start_head(dict(enumerate(names))))
         check_fast_tokenizer(tokenizer, self.recipe.model)
         self.fit_max_length(model.config, announce=True)
         return model, tokenizer
