@@ -9,14 +9,17 @@ each at its default learning rate (train.lr left out), on the two recipes of ben
            validation) with train.lr removed, metric macro_f1 (its early-stopping metric)
 
 The probe: `plan_with_quality` (what `tunesmith plan RECIPE --quality` runs) with the default budget (0.25 epoch,
-at least 100 steps: 100 steps on both), 512 validation rows, `--probe-seeds` seeds; no budgets, so every candidate
-is probed. The reference: the full runs of results_cpu_method_defaults.json where it has them at today's defaults
+at least 100 steps: 100 steps on both), 512 validation rows, `--probe-seeds` seeds (2 here; the command's default
+is 3); no budgets, so every candidate is probed. The reference: the full runs of results_cpu_method_defaults.json where it has them at today's defaults
 (full and lora at 1e-3: seeds 0-2; bitfit: seed 0), and runs of the freeze candidate made here (`--freeze-seeds`),
 with method_defaults.run_one, the same code. Rank agreement (Spearman, Kendall) between the probe's mean scores
 and the full runs' means over the 4 methods, and whether the recommendation is the full runs' best.
 
-    OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 PYTHONPATH=src python benchmarks/plan_quality.py \\
-        --json benchmarks/results_cpu_plan_quality.json
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONPATH=src python benchmarks/plan_quality.py --tasks sst2 \\
+        --freeze-seeds 0 1 --json benchmarks/results_cpu_plan_quality.json
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 PYTHONPATH=src python benchmarks/plan_quality.py --tasks sms \\
+        --freeze-seeds 0 --json benchmarks/results_cpu_plan_quality.json
+    python benchmarks/plan_quality.py --rescore --tasks sst2 --json ...   # the recommendation by the current rule
 """
 
 from __future__ import annotations
