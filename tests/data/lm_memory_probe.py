@@ -1,5 +1,7 @@
 """Run by tests/data/test_lm_streaming.py in a fresh process: read, tokenize and pack one causal_lm corpus as
-`tunesmith train` does, then print the peak resident memory of this process and of its tokenizing workers.
+`tunesmith train` does, then print the peak resident memory of this process (VmHWM) and of its largest
+tokenizing worker (ru_maxrss of the waited-for children: forked from this process, they count the pages they
+share with it).
 
     python lm_memory_probe.py CORPUS TOKENIZER_DIR CACHE_DIR [stream|whole]
 
@@ -13,6 +15,14 @@ import os
 import resource
 import sys
 from pathlib import Path
+
+
+def own_peak_kb() -> int:
+    """VmHWM: the peak resident memory of this process since it started (exec). Not ru_maxrss: Linux carries the
+    forking process's peak across fork + exec into it (a probe started by a pytest that had grown to 800 MB
+    would report 800 MB)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
 
 
 def main() -> None:
@@ -33,7 +43,7 @@ def main() -> None:
     splits = task.load_data()
     datasets = encode_splits(task, splits.frames(), load_tokenizer(Path(tokenizer_dir)), echo=lambda line: None)
     print(json.dumps({
-        "self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "self_mb": own_peak_kb() / 1024,
         "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "documents": len(splits.train) + len(splits.validation),
         "blocks": {name: len(dataset) for name, dataset in datasets.items()},

@@ -235,7 +235,8 @@ def _probe(corpus: Path, tokenizer: Path, cache: Path, mode: str = "stream") -> 
 def test_peak_memory_is_the_same_for_a_20_mb_and_a_200_mb_corpus(tmp_path):
     """Reading, tokenizing (2 worker processes) and packing 200 MB of text peaks within 50 MB of doing it for
     20 MB, in the training process and in the largest worker; the control (the same run holding the file in
-    memory first) shows the probe sees a file held in memory. Each run is a fresh process (ru_maxrss)."""
+    memory first) shows the probe sees a file held in memory. Each run is a fresh process (lm_memory_probe.py:
+    VmHWM for itself, ru_maxrss for its workers)."""
     tokenizer = word_level_tokenizer(tmp_path / "tokenizer")
     peaks = {}
     for megabytes in (20, 200):
