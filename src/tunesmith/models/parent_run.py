@@ -102,8 +102,9 @@ def read_json(path: Path) -> dict:
 
 
 def looks_like_run(path: Path) -> bool:
-    """A run directory, finished or not (its marker, recipe.yaml + metrics.jsonl, eval.json or checkpoints)."""
-    return is_run_dir(path) or (path / "eval.json").is_file() or (path / "checkpoints").is_dir()
+    """A run directory, finished or not: its marker, or recipe.yaml with metrics.jsonl, eval.json or checkpoints."""
+    return is_run_dir(path) or (path / "recipe.yaml").is_file() and (
+        (path / "eval.json").is_file() or (path / "checkpoints").is_dir())
 
 
 def find_parent_run(name_or_path) -> ParentRun | None:
