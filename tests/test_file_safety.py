@@ -118,8 +118,8 @@ def test_a_failed_overwrite_leaves_the_finished_run_byte_identical(work, keep, c
     calls = []
 
     def nan_at_the_second_step(self, model, batch):  # (--set train.lr=.inf is refused by the recipe schema)
-        calls.append(1)
-        return real(self, model, batch) * (float("nan") if len(calls) == 2 else 1.0)
+        calls.extend([1] if model.training else [])  # the preflight loss probe runs in eval mode: not a step
+        return real(self, model, batch) * (float("nan") if model.training and len(calls) == 2 else 1.0)
 
     monkeypatch.setattr(ClassificationTask, "compute_loss", nan_at_the_second_step)
     before = tree(keep)
@@ -345,10 +345,29 @@ def test_disk_full_while_saving_the_model_is_one_line(work, tmp_path, capsys, mo
 
     monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", _disk_full)
     run = tmp_path / "run"
-    status, _, err = cli(train(work, "--output", run), capsys)
+    status, _, err = cli(train(work, "--output", run, "--set", "preflight.round_trip=false"), capsys)
     assert (status, err) == (2, [f"error: cannot save the model to {run}/model (writing the weights (.safetensors): "
                                  f"No space left on device (ENOSPC)); no model had been saved there yet"])
     assert not (run / LOCK_NAME).exists() and not list(run.glob(".model-*"))
+
+
+def test_disk_full_in_the_preflight_round_trip_stops_before_training(work, tmp_path, capsys, monkeypatch):
+    """The save/reload check saves the untrained model to a temporary directory first: a full disk there is
+    found before any step, named as such, with the way around it."""
+    import tempfile
+
+    import transformers.modeling_utils
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", _disk_full)
+    run = tmp_path / "run"
+    status, _, err = cli(train(work, "--output", run), capsys)
+    assert status == 2 and len(err) == 1, err
+    assert err[0].startswith("error: preflight: the save/reload check could not save the untrained model: cannot "
+                             "save the model to "), err
+    assert err[0].endswith(f"No space left on device (ENOSPC)); no model had been saved there yet; nothing was "
+                           f"trained. Free space in {tempfile.gettempdir()} (or point TMPDIR elsewhere), or set "
+                           f"preflight.round_trip: false"), err
+    assert not (run / "metrics.jsonl").exists() and not (run / "model").exists()
 
 
 def test_a_failed_model_save_keeps_the_previous_best_model(work, tmp_path, monkeypatch):

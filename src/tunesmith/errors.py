@@ -33,6 +33,10 @@ class CheckpointError(TrainingError):
     """A checkpoint cannot be saved (disk full, permission denied) or a run cannot be resumed from one."""
 
 
+class PreflightError(TunesmithError):
+    """A preflight check found what would make the run useless (or could not run); nothing was trained."""
+
+
 class TrainingInterrupted(TunesmithError):
     """SIGINT/SIGTERM stopped training after saving a checkpoint; the CLI exits with 128 + the signal number."""
 

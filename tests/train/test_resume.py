@@ -208,15 +208,18 @@ def test_resume_refuses_a_changed_recipe_and_needs_a_checkpoint(setup, capsys, t
 
 @pytest.fixture
 def nan_at(monkeypatch):
-    """Make the training loss NaN at the given compute_loss calls (1-based), in-process."""
+    """Make the training loss NaN at the given training steps' compute_loss calls (1-based), in-process. Calls
+    with the model in eval mode (the preflight loss probe runs with dropout off) are not counted."""
     from tunesmith.tasks.classification import ClassificationTask
 
     real = ClassificationTask.compute_loss
     calls = {"n": 0, "at": set()}
 
     def compute_loss(self, model, batch):
-        calls["n"] += 1
         loss = real(self, model, batch)
+        if not model.training:
+            return loss
+        calls["n"] += 1
         return loss * float("nan") if calls["n"] in calls["at"] else loss
 
     monkeypatch.setattr(ClassificationTask, "compute_loss", compute_loss)

@@ -26,7 +26,7 @@ import torch
 
 from tunesmith.config.preflight import PREFLIGHT_CODES
 from tunesmith.data.findings import Finding, FindingsReport
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import PreflightError
 from tunesmith.artifacts import write_text_atomic
 from tunesmith.preflight.context import PreflightContext
 from tunesmith.preflight.head import check_head_round_trip, check_head_trainable
@@ -54,10 +54,6 @@ CHECKS = {
 RUN_THE_MODEL = ("head_round_trip", "padding_side", "loss_probe")  # skipped after an error (not an ignored one)
 
 __all__ = ["CHECKS", "PreflightContext", "PreflightError", "PreflightReport", "record_in_inspect", "run_preflight"]
-
-
-class PreflightError(TunesmithError):
-    """A preflight check found what would make the run useless; nothing was trained."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ import tempfile
 import torch
 
 from tunesmith.artifacts import RunDir
+from tunesmith.errors import PreflightError, RunError
 from tunesmith.data.findings import Finding
 from tunesmith.methods.base import head_names, load_best_weights
 
@@ -94,7 +95,12 @@ def check_head_round_trip(context) -> list[Finding]:
     expected = logits_of(context.model, batch)
     with tempfile.TemporaryDirectory(prefix="tunesmith-preflight-") as tmp:
         run = RunDir(tmp)
-        context.method.save(context.model, context.tokenizer, run)
+        try:
+            context.method.save(context.model, context.tokenizer, run)
+        except RunError as failed:
+            raise PreflightError(f"preflight: the save/reload check could not save the untrained model: {failed}; "
+                                 f"nothing was trained. Free space in {tempfile.gettempdir()} (or point TMPDIR "
+                                 f"elsewhere), or set preflight.round_trip: false") from failed
         copied = copy.deepcopy(context.model)
         scramble_head(copied, groups)
         reloaded = context.method.load_best(copied, run, load_best_weights, context.tokenizer)

@@ -31,14 +31,15 @@ from tunesmith.methods.base import load_best_weights
 from tunesmith.methods.measure import peak_memory
 from tunesmith.models import check_weights_safe, resolve_model
 from tunesmith.models.parent_run import check_start
-from tunesmith.preflight import PreflightContext, record_in_inspect, run_preflight
+from tunesmith.errors import PreflightError
+from tunesmith.preflight import PreflightContext, PreflightReport, record_in_inspect, run_preflight
 from tunesmith.recipes.baselines import collect_baselines
 from tunesmith.recipes.transfer_watch import make_watch
 from tunesmith.report import write_report
 from tunesmith.tasks import make_task
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
 from tunesmith.train.checkpoint import Checkpointer, finished_result
-from tunesmith.train.distributed import batches_per_process, main_process
+from tunesmith.train.distributed import batches_per_process, main_process, share_from_main
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import make_accelerator, prepare_for_training
@@ -126,9 +127,7 @@ class FineTune:
         self.model, self.optimizer, train_loader, *held_out = prepare_for_training(
             self.accelerator, self.model, self.optimizer, loaders.train, *loaders.held_out.values())
         self.loaders = Loaders(train_loader, dict(zip(loaders.held_out, held_out)))
-        self.preflight = run_preflight(PreflightContext(
-            recipe, self.task, self.accelerator.unwrap_model(self.model), self.tokenizer, self.method, self.splits,
-            self.datasets, self.plan.total_steps), echo=self.echo if self.accelerator.is_main_process else quiet)
+        self.preflight = self._preflight()
         stop = settings.early_stopping
         metric = self.task.stop_metric
         self.stopper = EarlyStopper(metric, self.task.metric_mode(metric), stop.patience, stop.target, stop.min_delta,
@@ -138,6 +137,22 @@ class FineTune:
             accelerator=self.accelerator, stopper=self.stopper, plan=self.plan, train_loader=train_loader,
             train_data=self.datasets["train"], echo=self.echo)
         self.watch = make_watch(recipe, self.task, self.model, self.tokenizer, self.accelerator, self.echo)
+
+    def _preflight(self) -> PreflightReport:
+        """The checks run on the main process only (every rank holds the same weights and data, and transformers
+        saves on rank 0 alone); their outcome is shared, so a preflight error stops every rank with one message."""
+        accelerator, report, failure = self.accelerator, PreflightReport(), None
+        if accelerator.is_main_process:
+            context = PreflightContext(self.recipe, self.task, accelerator.unwrap_model(self.model), self.tokenizer,
+                                       self.method, self.splits, self.datasets, self.plan.total_steps)
+            try:
+                report = run_preflight(context, echo=self.echo)
+            except PreflightError as stopped:
+                failure = str(stopped)
+        failure, report = share_from_main(accelerator, (failure, report))
+        if failure:
+            raise PreflightError(failure)
+        return report
 
     def _loaders(self) -> Loaders:
         settings, task = self.recipe.train, self.task
