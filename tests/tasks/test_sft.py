@@ -171,6 +171,7 @@ def sft_run(tiny_llama_dir, tmp_path_factory):
     return root, finetune(recipe, echo=lambda *_: None)
 
 
+@pytest.mark.preflight_expected("lr_above_method")  # a tiny random model: it trains at rates far above a pretrained one's
 def test_sft_lowers_validation_loss_on_tiny_llama(sft_run):
     root, result = sft_run
     before = result["baselines"]["validation"]["pretrained"]
@@ -230,6 +231,7 @@ def test_packed_sft_with_the_default_template_on_gpt2(tiny_gpt2_dir, tmp_path):
     assert saved.chat_template == DEFAULT_CHAT_TEMPLATE  # generation renders prompts as training did
 
 
+@pytest.mark.preflight_expected("zero_target_examples")  # the point of the test
 def test_conversations_without_answer_tokens_are_dropped(tiny_llama_dir, tmp_path):
     rows = number_rows(20) + [{"instruction": "word " * 80, "input": "", "output": "x"}]
     train = write_json(tmp_path / "train.json", rows)

@@ -60,8 +60,9 @@ def test_a_metric_of_another_task_is_refused(name):
 
 @pytest.mark.parametrize("method", ["full", "lora"])
 @pytest.mark.parametrize("name", TASK_NAMES)
-def test_train_save_reload_and_use(name, method, models, tmp_path):
+def test_train_save_reload_and_use(name, method, models, tmp_path, request):
     case = TASK_FIXTURES[name](models, tmp_path)
+    request.node.add_marker(pytest.mark.preflight_expected(*case.get("preflight_expected", ())))
     raw = case["raw"]
     raw["method"] = method
     raw["baselines"] = False

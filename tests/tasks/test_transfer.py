@@ -262,6 +262,7 @@ def test_a_causal_lm_run_starts_a_classification_run(tiny_gpt2_dir, tmp_path):
     assert result["validation"]["loss"] == pytest.approx(result["validation"]["loss"])  # finite
 
 
+@pytest.mark.preflight_expected("lr_above_method")  # a tiny random model: it trains at rates far above a pretrained one's
 def test_an_sft_run_starts_a_dpo_run_and_is_watched(tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir, tmp_path):
     models = {"bert": tiny_bert_dir, "gpt2": tiny_gpt2_dir, "llama": tiny_llama_dir}
     (tmp_path / "sft").mkdir()
