@@ -42,6 +42,10 @@ class LMSpec(BaseModel):
                           "default: the starts of the first validation examples")
     sample_max_new_tokens: int = Field(48, ge=1, le=1024)
     num_samples: int = Field(3, ge=0, le=20, description="how many default sample prompts to take from validation")
+    loss_chunk: int = Field(
+        256, ge=0, le=1_000_000, description="target tokens projected to the vocabulary at a time in the loss, in "
+                                             "training and evaluation (the full logits tensor is never held); 0: "
+                                             "the model's own loss over full logits")
     num_proc: int | None = Field(
         None, ge=1, le=256, description="causal_lm / sft: processes that tokenize the data in parallel (each takes "
                                         "about 32 MB of text at a time); default: the CPUs available, at most 8")

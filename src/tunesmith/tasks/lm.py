@@ -2,7 +2,8 @@
 
 - Model: AutoModelForCausalLM (fp32) + a tokenizer that always has a pad token (eos when it had none).
   Padding is never found by comparing ids with the pad id: batches carry explicit -100 labels.
-- Loss: the model's own shifted cross-entropy over the tokens whose label is not -100.
+- Loss: the shifted cross-entropy over the tokens whose label is not -100, projected to the vocabulary a chunk
+  of target tokens at a time (tasks/lm_loss.py, lm.loss_chunk): equal to the model's own loss, no full logits.
 - Evaluation: the summed token loss and the number of predicted tokens, batch by batch (logits are
   dropped after each batch, so memory stays flat however long the validation set is):
   loss = mean token loss, perplexity = exp(loss). Early stopping uses loss (or perplexity), mode min.
@@ -19,15 +20,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tunesmith.data.arrow_encode import default_num_proc
-from tunesmith.data.packing import IGNORE_INDEX, make_lm_loader
+from tunesmith.data.packing import make_lm_loader
 from tunesmith.errors import RecipeError
 from tunesmith.models import load_for_causal_lm
 from tunesmith.models.checks import position_limit
 from tunesmith.models.generation import generate_texts
+from tunesmith.tasks.lm_loss import can_chunk, chunked_lm_loss, row_loss_sums
 from tunesmith.tasks.base import Task
 
 log = logging.getLogger("tunesmith.tasks")
@@ -110,6 +111,9 @@ class LMTask(Task):
 
     # ---- training and evaluation ------------------------------------------------------------
     def compute_loss(self, model, batch) -> torch.Tensor:
+        chunk = self.recipe.lm.loss_chunk
+        if chunk and can_chunk(model):  # tasks/lm_loss.py: equal to the model's own loss, without full logits
+            return chunked_lm_loss(model, batch, chunk)
         return model(**batch, use_cache=False).loss
 
     def metric_mode(self, name: str) -> str:
@@ -122,15 +126,8 @@ class LMTask(Task):
         model.eval()
         totals = torch.zeros(2, dtype=torch.float64)
         for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-            labels = batch["labels"]
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            logits = model(**inputs, use_cache=False).logits
-            targets = labels[:, 1:]
-            # row by row: the softmax temporaries are one row's, not the batch's (vocabularies are large)
-            sums = torch.stack([F.cross_entropy(logits[i, :-1].float(), targets[i], ignore_index=IGNORE_INDEX,
-                                                reduction="sum") for i in range(len(targets))])
-            del logits
-            rows = torch.stack([sums.double(), (targets != IGNORE_INDEX).sum(1).double()], dim=1)
+            sums, counts = row_loss_sums(model, batch, self.recipe.lm.loss_chunk)
+            rows = torch.stack([sums.double(), counts.double()], dim=1)
             totals += accelerator.gather_for_metrics(rows).sum(0).cpu()
         if was_training:
             model.train()
