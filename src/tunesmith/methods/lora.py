@@ -93,7 +93,7 @@ class LoRA(Method):
     def continue_adapter(self, model, spec, saved, keep_head: bool):
         """init.adapter: continue: the parent's saved adapter on `model` (its base), trainable: its matrices
         (rank, scale, targets: the parent's; dropout: the recipe's) and, with `keep_head`, its trained head."""
-        from peft import get_peft_model, set_peft_model_state_dict
+        from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
         targets = saved.config.get("target_modules")
         config = self.config_for(model, spec, saved.rank, saved.config.get("lora_alpha"),
@@ -101,7 +101,9 @@ class LoRA(Method):
         with quiet_peft():
             peft_model = get_peft_model(model, config)
         body, head = saved.split_state()
-        result = set_peft_model_state_dict(peft_model, {**body, **head} if keep_head else body)
+        if not keep_head:  # the new head as it was initialised (PEFT loads every saved module it wraps)
+            head = {k: v for k, v in get_peft_model_state_dict(peft_model).items() if k not in body}
+        result = set_peft_model_state_dict(peft_model, {**body, **head})
         not_loaded = [k for k in result.missing_keys if ".lora_" in k or (keep_head and ".modules_to_save." in k)]
         if result.unexpected_keys or not_loaded:
             raise RunError(f"{saved.path}: the adapter does not fit {type(model).__name__} built from its base "
