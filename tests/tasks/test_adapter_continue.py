@@ -47,24 +47,42 @@ def peft_key(saved_key: str) -> str:
     return saved_key.replace("classifier.", "classifier.modules_to_save.default.")
 
 
-def test_the_continued_adapter_starts_as_the_parents(parent, tmp_path):
-    task, model, tokenizer, method = prepared(child(parent, tmp_path))
-    saved, state = adapter_tensors(parent), model.state_dict()
+@pytest.fixture(scope="module")
+def dora_parent(tiny_bert_dir, tmp_path_factory) -> Path:
+    return train_lora(tiny_bert_dir, tmp_path_factory.mktemp("continue-dora"), "sent", method="dora")
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_the_continued_adapter_starts_as_the_parents(request, tmp_path, method):
+    from peft import get_peft_model_state_dict
+
+    parent = request.getfixturevalue("parent" if method == "lora" else "dora_parent")
+    task, model, tokenizer, applied = prepared(child(parent, tmp_path, method={"name": method}))
+    saved, state = adapter_tensors(parent), get_peft_model_state_dict(model)  # PEFT's saved form of the model's
     assert any(".lora_B." in k and v.abs().sum() > 0 for k, v in saved.items())  # the parent's adapter moved
-    for key, tensor in saved.items():
-        assert torch.equal(state[peft_key(key)], tensor), key
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {peft_key(k) for k in saved}  # that adapter and head train, nothing else
-    assert method.summary()["adapter_start"] == {"run": str(parent.resolve()), "head": "kept",
-                                                 "base": json.loads((parent / "adapter" / "adapter_config.json")
-                                                                    .read_text())["base_model_name_or_path"]}
-    assert method.summary()["description"] == "lora r=4"  # the parent's rank, not the recipe's default 8
+    assert state.keys() == saved.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+    assert any("magnitude" in k for k in saved) == (method == "dora")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == sum(t.numel() for t in saved.values())  # that adapter and head train, nothing else
+    assert applied.summary()["adapter_start"] == {"run": str(parent.resolve()), "head": "kept",
+                                                  "base": json.loads((parent / "adapter" / "adapter_config.json")
+                                                                     .read_text())["base_model_name_or_path"]}
+    assert applied.summary()["description"] == f"{method} r=4"  # the parent's rank, not the recipe's default 8
     import pandas as pd
 
     task.use_trained(model)
     before = prediction_columns(task, model, tokenizer, pd.DataFrame({"text": TEXTS}))
     for column, values in alone(parent).items():  # its first step starts from the parent's outputs, bit for bit
         assert bitwise_equal(before[column], values), column
+
+
+def test_lora_and_dora_runs_switch_on_one_base(parent, dora_parent, tmp_path):
+    dora = tmp_path / "dora"
+    shutil.copytree(dora_parent, dora)
+    frame = SwitchedRuns([parent, dora]).predict_texts(TEXTS)
+    for name, run in (("sent", parent), ("dora", dora)):
+        for column, values in alone(run).items():
+            assert bitwise_equal(frame[f"{name}.{column}"], values), (name, column)
 
 
 def test_a_continued_run_trains_the_adapter_further_on_the_parents_base(parent, tmp_path):
@@ -134,3 +152,22 @@ def test_continue_from_a_run_without_an_adapter_is_refused(parent, tmp_path):
     shutil.rmtree(full / "adapter")  # what a full fine-tuning run holds
     with pytest.raises(ModelError, match=r"init.adapter: continue: .*full has no adapter to continue"):
         prepared(child(full, tmp_path))
+
+
+def test_a_causal_lm_adapter_is_continued_too(tiny_llama_dir, tmp_path):
+    """A language model's adapter has no head to keep: its matrices are loaded on the parent's base decoder."""
+    from peft import get_peft_model_state_dict
+
+    from lm_helpers import lm_recipe, shakespeare_slice
+
+    text = shakespeare_slice(tmp_path / "shakespeare.txt", 3_000)
+    raw = lm_recipe(tiny_llama_dir, "causal_lm", text, tmp_path / "parent", lm={"validation_by": "tail"},
+                    data={"validation": {"split": 0.2}}, epochs=1, lr=1e-2, max_length=32)
+    raw.update(method={"name": "lora", "r": 4}, report={"html": False})
+    finetune(validate_recipe(raw), echo=quiet)
+    raw.update(model=str(tmp_path / "parent"), output=str(tmp_path / "child"), init={"adapter": "continue"},
+               method={"name": "lora"})
+    _, model, _, applied = prepared(raw)
+    saved, state = adapter_tensors(tmp_path / "parent"), get_peft_model_state_dict(model)
+    assert state.keys() == saved.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+    assert applied.summary()["adapter_start"]["base"] == str(tiny_llama_dir)
