@@ -11,11 +11,15 @@ What a run directory holds (the choice, and why):
                    and no base model at hand.
     RUN/adapter/   the PEFT adapter (adapter_config.json + adapter_model.safetensors, head included):
                    a few hundred KB to load on top of the base model (`load_adapter_model`), e.g. to keep
-                   one base and many adapters.
+                   one base and many adapters (`tunesmith predict A B`, methods/adapter_bank.py), with
+                   tunesmith_base.json: the base's directory and weights sha256 (methods/adapters.py).
 
 Both are written each time the validation metric improves. The best weights are reloaded from
 RUN/adapter at the end of training, so the final metrics are those of the adapter model exactly;
 RUN/model gives the same logits up to float rounding of the merge (W + scale * B @ A).
+
+`init.adapter: continue` (`continue_start`, `LoRA.continue_adapter`) starts a run from a finished run's
+RUN/adapter, on the base it sits on, instead of from a fresh adapter.
 """
 
 from __future__ import annotations
