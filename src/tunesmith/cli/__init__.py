@@ -1,7 +1,7 @@
 """Command line: parse arguments, call one function per command, turn errors into one line + exit 2.
 
 Every command lives in this package: train, predict, evaluate, generate, models (here); inspect (cli/inspect.py);
-report, compare (cli/report.py); plan, export (cli/plan_export.py); tune (cli/tune.py). Every table they print is cli/tables.py.
+report, compare (cli/report.py); plan, export (cli/plan_export.py); tune (cli/tune.py); merge (cli/merge.py). Every table they print is cli/tables.py.
 Heavy modules (torch, transformers) are imported inside the commands, after the recipe is validated, so a bad
 recipe fails fast."""
 
@@ -17,6 +17,8 @@ from tunesmith.cli.inspect import add_parser as add_inspect_parser
 from tunesmith.cli.inspect import cmd_inspect
 from tunesmith.cli.launch import add_arguments as add_launch_arguments
 from tunesmith.cli.launch import record_exit, resume_hint
+from tunesmith.cli.merge import COMMANDS as MERGE_COMMANDS  # merge: cli/merge.py
+from tunesmith.cli.merge import add_parser as add_merge_parser
 from tunesmith.cli.plan_export import COMMANDS as PLAN_EXPORT_COMMANDS
 from tunesmith.cli.plan_export import add_parsers as add_plan_export_parsers
 from tunesmith.cli.report import COMMANDS as REPORT_COMMANDS
@@ -55,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(recipe: overwrite: true); never files tunesmith did not write")
     add_launch_arguments(train)  # --processes, --accelerate-config: cli/launch.py
 
-    predict = commands.add_parser("predict", help="predict labels with a trained run")
-    predict.add_argument("run", help="run directory written by `tunesmith train`")
+    predict = commands.add_parser("predict", help="predict labels with a trained run (or several LoRA/DoRA runs "
+                                                  "on one base model)")
+    predict.add_argument("run", nargs="+", help="run directory written by `tunesmith train`; several LoRA/DoRA runs "
+                                                "on the same base: one base in memory, their adapters switched")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", help="a text to classify (repeatable)")
     source.add_argument("--input", help="a data file to classify (read with the run's data settings)")
@@ -84,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_export_parsers(commands)  # plan, export: cli/plan_export.py
     add_tune_parser(commands)  # tune: cli/tune.py
     add_serve_parser(commands)  # serve: cli/serve.py
+    add_merge_parser(commands)  # merge: cli/merge.py
     commands.add_parser("models", help="list the packaged models")
     return parser
 
@@ -139,24 +144,47 @@ def _read_overrides(args, run) -> dict:
 
 
 def cmd_predict(args) -> int:
-    from tunesmith.cli.tables import console, print_predictions
     from tunesmith.recipes.predict import TrainedRun, check_texts
-    from tunesmith.writers import check_output_file, write_table
+    from tunesmith.writers import check_output_file
 
     check_texts(args.text or [])
     if args.output:
         check_output_file(args.output, source=args.input, table=True)  # before the model loads
-    run = TrainedRun(args.run)
+    if len(args.run) > 1:
+        return _predict_switched(args)
+    run = TrainedRun(args.run[0])
     if args.text:
         frame = run.predict_texts(args.text)
     else:
         frame = run.predict_frame(run.read(args.input, require_label=False, **_read_overrides(args, run)))
+    _show_predictions(args, frame)
+    return 0
+
+
+def _predict_switched(args) -> int:
+    """Several LoRA/DoRA runs on one base model: recipes/adapters.py."""
+    from tunesmith.recipes.adapters import SwitchedRuns
+
+    runs = SwitchedRuns(args.run)
+    if args.text:
+        frame = runs.predict_texts(args.text)
+    else:
+        frame = runs.predict_frame(runs.read(args.input, **_read_overrides(args, runs.first)))
+    _show_predictions(args, frame, runs.per_run(frame))
+    return 0
+
+
+def _show_predictions(args, frame, per_run: dict | None = None) -> None:
+    """To --output (one file: every run's columns), or one table per run on the terminal."""
+    from tunesmith.cli.tables import console, print_predictions
+    from tunesmith.writers import write_table
+
     if args.output:
         write_table(frame.drop(columns=["line"], errors="ignore"), Path(args.output))
         console.print(f"wrote {len(frame)} predictions to {args.output}")
-    else:
-        print_predictions(frame)
-    return 0
+        return
+    for name, own in (per_run or {"": frame}).items():
+        print_predictions(own, title=f"predictions of {name}" if name else "predictions")
 
 
 def cmd_evaluate(args) -> int:
@@ -203,6 +231,7 @@ COMMANDS.update(REPORT_COMMANDS)  # report, compare
 COMMANDS.update(PLAN_EXPORT_COMMANDS)  # plan, export
 COMMANDS.update(TUNE_COMMANDS)  # tune
 COMMANDS.update(SERVE_COMMANDS)  # serve
+COMMANDS.update(MERGE_COMMANDS)  # merge
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,9 +137,9 @@ def print_evaluation(source: str, metrics: dict, columns=("loss", "accuracy", "m
     print_split_details("data", metrics)
 
 
-def print_predictions(frame, limit: int = 50) -> None:
+def print_predictions(frame, limit: int = 50, title: str = "predictions") -> None:
     """The text and the task's prediction columns (prediction[_<target>], prob_<label>)."""
-    table = Table(title="predictions", title_justify="left")
+    table = Table(title=title, title_justify="left")
     shown = [c for c in frame.columns if c.startswith(("prediction", "prob_"))]
     for column in ("text", *shown):
         table.add_column(column, overflow="fold", justify="left" if column == "text" else "right")
@@ -211,6 +211,24 @@ def print_export_report(report: dict) -> None:
     if report["max_drop"] is not None:
         verdict = "within" if report["passed"] else "MORE than"
         console.print(f"{metric} drop {report['drop']:+.4f}: {verdict} --max-drop {report['max_drop']:g}")
+
+
+def print_merge_report(report: dict) -> None:
+    weights = ", ".join(f"{w:g}" for w in report["weights"])
+    density = f", density {report['density']:g}" if report["density"] is not None else ""
+    table = Table(title=f"merge {report['combination']} (weights {weights}{density}, rank {report['rank']}): "
+                        f"each task's validation set, its RUN/model vs the merged adapter", title_justify="left")
+    for column in ("task", "metric", "source", "merged", "Δ", "agree", "max |Δ logit|"):
+        table.add_column(column, justify="left" if column in ("task", "metric") else "right")
+    for name, row in report["tasks"].items():
+        metric = row["metric"]
+        table.add_row(name, metric, f"{row['source_metrics'][metric]:.4f}", f"{row['merged_metrics'][metric]:.4f}",
+                      f"{row['delta'][metric]:+.4f}", f"{row['prediction_agreement']:.2%}",
+                      f"{row['max_abs_logit_diff']:.2e}")
+    console.print(table)
+    if report["max_drop"] is not None:
+        verdict = "every task within" if report["passed"] else "a task drops MORE than"
+        console.print(f"{verdict} --max-drop {report['max_drop']:g}")
 
 
 def print_inspection(report) -> None:

@@ -183,6 +183,20 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _adapter_start_fits(self) -> "Recipe":
+        if self.init is None or self.init.adapter != "continue":
+            return self
+        if self.method.name not in ("lora", "dora"):
+            raise ValueError(f"init.adapter: continue trains a LoRA/DoRA run's adapter further: it needs method lora "
+                             f"or dora (method is {self.method.name}); remove init.adapter")
+        if self.task == "dpo" and self.preference.uses_reference:
+            raise ValueError("init.adapter: continue is not supported for dpo with a reference model: the reference "
+                             "is the policy with its adapter switched off, which would be the parent's base, not the "
+                             "parent; use init.adapter: new (the parent merged is then the reference) or a "
+                             "reference-free loss (simpo)")
+        return self
+
+    @model_validator(mode="after")
     def _method_learning_rate(self) -> "Recipe":
         if self.train.lr is None:  # filled in once, at validation: the recipe is never changed afterwards
             self.train.__dict__["lr"] = default_lr(self.method)

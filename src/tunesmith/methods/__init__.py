@@ -31,6 +31,7 @@ class AppliedMethod:
     method: Method
     trainable: int
     total: int
+    adapter_start: dict | None = None  # init.adapter: continue: the adapter it continues, and its base
 
     def save(self, model, tokenizer, run) -> None:
         self.method.save(model, tokenizer, run)
@@ -42,25 +43,35 @@ class AppliedMethod:
     def summary(self) -> dict:
         return {"name": self.spec.name, "description": self.spec.describe(), "trainable_params": self.trainable,
                 "total_params": self.total, "trainable_fraction": round(self.trainable / max(self.total, 1), 6),
-                "gradient_checkpointing": self.spec.gradient_checkpointing}
+                "gradient_checkpointing": self.spec.gradient_checkpointing,
+                **({"adapter_start": self.adapter_start} if self.adapter_start else {})}
 
     def describe(self) -> str:
-        return (f"method {self.spec.describe()}: {_millions(self.trainable)} of {_millions(self.total)} "
+        start = f", continuing the adapter of {self.adapter_start['run']}" if self.adapter_start else ""
+        return (f"method {self.spec.describe()}{start}: {_millions(self.trainable)} of {_millions(self.total)} "
                 f"parameters trainable ({100 * self.trainable / max(self.total, 1):.2f}%)")
 
 
-def apply_method(model, spec: MethodSpec | None = None):
-    """(model to train, AppliedMethod). The returned model may be a PEFT wrapper around `model`."""
+def apply_method(model, spec: MethodSpec | None = None, *, adapter=None, keep_head: bool = True):
+    """(model to train, AppliedMethod). The returned model may be a PEFT wrapper around `model`. `adapter`
+    (a SavedAdapter, init.adapter: continue): that adapter is loaded and trained further instead of a new one,
+    with its saved head when `keep_head`."""
     spec = spec or MethodSpec()
     if spec.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     method = METHODS[spec.name]
-    model = method.apply(model, spec)
+    model = method.apply(model, spec) if adapter is None else method.continue_adapter(model, spec, adapter, keep_head)
     trainable, total = count_parameters(model)
     if trainable == 0:
         raise RecipeError(f"method {spec.describe()}: leaves no trainable parameter in {type(model).__name__} "
                           f"(no biases and no task head?); choose another method")
-    return model, AppliedMethod(spec, method, trainable, total)
+    if adapter is None:
+        return model, AppliedMethod(spec, method, trainable, total)
+    start = {"run": str(adapter.run.resolve()), "base": str(adapter.base_dir), "head": "kept" if keep_head else "new"}
+    targets = adapter.config.get("target_modules")
+    effective = spec.model_copy(update={"r": adapter.rank, "alpha": float(adapter.config.get("lora_alpha")),
+                                        "target_modules": sorted(targets) if isinstance(targets, list) else None})
+    return model, AppliedMethod(effective, method, trainable, total, start)
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -23,6 +23,10 @@ class Method:
             param.requires_grad_(True)
         return model
 
+    def continue_adapter(self, model, spec, saved, keep_head: bool):
+        """init.adapter: continue (lora / dora only; the recipe's validation refuses it for other methods)."""
+        raise RecipeError(f"init.adapter: continue: method {self.name} trains no adapter; use method lora or dora")
+
     def save(self, model, tokenizer, run) -> None:
         """Save the best model so far into the run directory (RUN/model)."""
         run.save_model(model, tokenizer)

@@ -192,7 +192,7 @@ def load_body_only(auto_class, model_dir: Path, trust_remote_code: bool, id2labe
                    extra: dict):
     """(model, loading info): `auto_class` built from `model_dir`'s config with the new label map (and `extra`
     config settings: problem_type) by the library's fresh initialisation, then only the body's weights (those
-    under the model's base prefix) loaded from `model_dir`'s safetensors."""
+    under the model's base prefix, or a bare body's own) loaded from `model_dir`'s safetensors."""
     from safetensors.torch import load_file
     from transformers import AutoConfig
 
@@ -201,9 +201,13 @@ def load_body_only(auto_class, model_dir: Path, trust_remote_code: bool, id2labe
     clear_run_settings(config)
     model = auto_class.from_config(config, trust_remote_code=trust_remote_code)
     prefix = f"{model.base_model_prefix}."
-    state = {}
+    saved = {}
     for path in sorted(Path(model_dir).glob("*.safetensors")):
-        state.update({k: v for k, v in load_file(str(path)).items() if k.startswith(prefix)})
+        saved.update(load_file(str(path)))
+    state = {k: v for k, v in saved.items() if k.startswith(prefix)}
+    if not state:  # a bare body's checkpoint (BertModel: keys without the prefix), as from_pretrained reads it
+        body = set(getattr(model, model.base_model_prefix).state_dict())
+        state = {prefix + k: v for k, v in saved.items() if k in body}
     if not state:
         raise ModelError(f"{model_dir}: no weights under '{prefix}' to carry over into a "
                          f"{type(model).__name__}")

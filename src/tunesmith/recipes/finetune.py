@@ -28,6 +28,7 @@ from tunesmith.data.token_cache import encode_splits
 from tunesmith.evaluation.verdict import quality_verdict
 from tunesmith.methods import apply_method
 from tunesmith.methods.base import load_best_weights
+from tunesmith.methods.lora import continue_start
 from tunesmith.methods.measure import peak_memory
 from tunesmith.models import check_weights_safe, resolve_model
 from tunesmith.models.parent_run import check_start
@@ -80,12 +81,14 @@ def prepare_data(recipe, echo=print):
 
 def prepare_model(recipe, task, echo=print):
     """(model, tokenizer, applied method): the pretrained model with the task's head, the method applied
-    (full / freeze / bitfit / lora / dora) before any optimizer sees the parameters."""
-    model_dir = resolve_model(recipe.model)
+    (full / freeze / bitfit / lora / dora) before any optimizer sees the parameters. With init.adapter: continue
+    the model is the base the parent's adapter sits on, and that adapter is loaded to train further."""
+    adapter = continue_start(recipe)  # init.adapter: continue: the parent's adapter, on the base it sits on
+    model_dir = resolve_model(str(adapter.base_dir) if adapter else recipe.model)
     check_weights_safe(model_dir, allow_pickle=recipe.allow_pickle)
     set_seed(recipe.train.seed)
     model, tokenizer = task.load_model(model_dir)
-    model, method = apply_method(model, recipe.method)
+    model, method = apply_method(model, recipe.method, adapter=adapter, keep_head=task.head_start != "new")
     echo(method.describe())
     return model, tokenizer, method
 

@@ -30,6 +30,15 @@ def read_run_recipe(run: RunDir):
     return load_recipe(run.recipe_path)
 
 
+@torch.no_grad()
+def prediction_columns(task, model, tokenizer, frame: pd.DataFrame, batch_size: int = 64) -> dict:
+    """{column: values}: the task's predictions for the frame's rows, in order, in eval mode."""
+    model.eval()  # task.evaluate (evaluate_file) hands the model back in train mode: no dropout here
+    dataset = task.encode(frame, tokenizer, with_labels=False)
+    loader = task.make_loader(dataset, tokenizer, batch_size=batch_size, order="sequential")
+    return task.predictions(model, loader)
+
+
 class TrainedRun:
     """A run (or export) directory loaded for inference: its recipe, task, model and tokenizer."""
 
@@ -51,14 +60,10 @@ class TrainedRun:
         self.task.use_trained(self.model)
         self.task.fit_max_length(self.model.config)  # cut long texts as training did: at most the positions
 
-    @torch.no_grad()
     def predict_frame(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
         """The frame with the task's prediction columns (classification: `prediction`, `prob_<label>`)."""
-        self.model.eval()  # task.evaluate (evaluate_file) hands the model back in train mode: no dropout here
-        dataset = self.task.encode(frame, self.tokenizer, with_labels=False)
-        loader = self.task.make_loader(dataset, self.tokenizer, batch_size=batch_size, order="sequential")
         out = frame.copy()
-        for column, values in self.task.predictions(self.model, loader).items():
+        for column, values in prediction_columns(self.task, self.model, self.tokenizer, frame, batch_size).items():
             out[column] = values
         return out
 
