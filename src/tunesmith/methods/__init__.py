@@ -32,8 +32,8 @@ class AppliedMethod:
     trainable: int
     total: int
 
-    def save(self, model, tokenizer, run) -> None:
-        self.method.save(model, tokenizer, run)
+    def save(self, model, tokenizer, run, state_dict=None) -> None:
+        self.method.save(model, tokenizer, run, state_dict=state_dict)
 
     def load_best(self, model, run, default, tokenizer):
         """The best model, loaded, for the final evaluation (a PEFT method returns it merged)."""

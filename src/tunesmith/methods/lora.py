@@ -85,9 +85,12 @@ class LoRA(Method):
         with _quiet_peft():
             return get_peft_model(model, config)
 
-    def save(self, model, tokenizer, run) -> None:
+    def save(self, model, tokenizer, run, state_dict=None) -> None:
         """RUN/adapter only (a few MB): merging a copy at every new best cost time inside the training loop
-        and a second copy of the weights in memory; RUN/model is written once, by `load_best`."""
+        and a second copy of the weights in memory; RUN/model is written once, by `load_best`. A sharded model
+        (`state_dict` given) is refused before training (train/sharding.py)."""
+        if state_dict is not None:
+            raise RuntimeError("LoRA/DoRA save the adapter of an unsharded model")
         from tunesmith.artifacts import replace_dir, save_failure
 
         staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=run.path))

@@ -66,13 +66,14 @@ def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 
 
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict with each shared tensor (tied weights) kept once, under its first name, and without the
-    frozen parameters: they never change, and resuming rebuilds the model from the same pretrained weights
-    (a LoRA checkpoint holds the adapter, a few MB, not a copy of the whole model)."""
+def model_tensors(model: torch.nn.Module, state: dict | None = None) -> dict[str, torch.Tensor]:
+    """The state_dict (or `state`, the model's full one gathered under FSDP) with each shared tensor (tied
+    weights) kept once, under its first name, and without the frozen parameters: they never change, and
+    resuming rebuilds the model from the same pretrained weights (a LoRA checkpoint holds the adapter, a few MB,
+    not a copy of the whole model)."""
     kept, seen = {}, set()
     frozen = {name for name, param in model.named_parameters(remove_duplicate=False) if not param.requires_grad}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in (model.state_dict() if state is None else state).items():
         key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
         if name in frozen or (tensor.numel() and key in seen):
             continue
