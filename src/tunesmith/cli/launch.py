@@ -114,9 +114,11 @@ def check_sharded_config(config, kind: str, where: str) -> None:
         if problem:
             raise RecipeError(f"{where}: distributed_type {kind}: {problem}")
     if kind == "FSDP":
-        fsdp = config.fsdp_config or {}
-        problem = fsdp_problem(fsdp.get("fsdp_version", 1), fsdp.get("fsdp_state_dict_type", "SHARDED_STATE_DICT"
-                               if str(fsdp.get("fsdp_version", 1)) == "2" else "FULL_STATE_DICT"), where)
+        fsdp = config.fsdp_config or {}  # Accelerate's defaults for what the file leaves out
+        version = fsdp.get("fsdp_version", 1)
+        problem = fsdp_problem(version, fsdp.get("fsdp_state_dict_type", "SHARDED_STATE_DICT" if str(version) == "2"
+                                                 else "FULL_STATE_DICT"),
+                               fsdp.get("fsdp_cpu_ram_efficient_loading", True), where)
     else:
         deepspeed = config.deepspeed_config or {}
         problem = deepspeed_problem(deepspeed.get("zero_stage", 2), [], where) if "zero_stage" in deepspeed else None

@@ -8,9 +8,9 @@ DeepSpeedPlugin from it. What this module adds:
 - what the machine lacks, before anything is built (`check_machine`): CUDA GPUs (Accelerate runs FSDP and
   DeepSpeed on GPUs only; without one it would silently fall back to plain data parallelism), the deepspeed
   package; Megatron-LM is refused;
-- the engine settings tunesmith can honour (`settings_problem`, on the Accelerate config before the launch and
-  on each process's plugin after): FSDP version 2 with full state dicts, DeepSpeed ZeRO stage 0-2, without
-  an optimizer or scheduler of DeepSpeed's own;
+- the engine settings tunesmith can honour (`fsdp_problem`, `deepspeed_problem`: on the Accelerate config
+  before the launch and on each process's plugin after, `plugin_problem`): FSDP version 2 with full state dicts
+  and without cpu_ram_efficient_loading, DeepSpeed ZeRO stage 0-2 without an optimizer or scheduler of its own;
 - what a recipe may ask under them (`check_recipe`);
 - full weights and optimizer states under FSDP (`full_model_state`, `load_full_model_state`,
   `full_optimizer_state`, `load_full_optimizer_state`): torch's distributed state-dict API, the one
@@ -102,7 +102,7 @@ def check_machine() -> None:
 # --- the engine's settings ------------------------------------------------------------------------------------
 
 
-def fsdp_problem(version, state_dict_type, where: str) -> str | None:
+def fsdp_problem(version, state_dict_type, ram_efficient_loading, where: str) -> str | None:
     """What tunesmith cannot honour in FSDP settings `where` names (config keys or plugin fields), or None."""
     if str(version) != "2":
         return (f"{where}: fsdp_version {version} is not supported; set fsdp_version: 2 (FSDP2, torch's "
@@ -111,6 +111,10 @@ def fsdp_problem(version, state_dict_type, where: str) -> str | None:
     if kind != "FULL_STATE_DICT":
         return (f"{where}: fsdp_state_dict_type {kind} is not supported; set fsdp_state_dict_type: "
                 f"FULL_STATE_DICT (RUN/model and tunesmith's checkpoints hold full weights, in safetensors)")
+    if str(ram_efficient_loading).lower() in ("1", "true", "yes"):
+        return (f"{where}: fsdp_cpu_ram_efficient_loading true is not supported; set it to false (every process "
+                f"loads the pretrained model before Accelerate starts, so it would save nothing, and in a check "
+                f"here it left the optimizer without a parameter on one process)")
     return None
 
 
@@ -131,7 +135,7 @@ def plugin_problem(accelerator) -> str | None:
     engine = engine_of(accelerator)
     if engine == FSDP:
         plugin = accelerator.state.fsdp_plugin
-        return fsdp_problem(plugin.fsdp_version, plugin.state_dict_type, "FSDP")
+        return fsdp_problem(plugin.fsdp_version, plugin.state_dict_type, plugin.cpu_ram_efficient_loading, "FSDP")
     if engine == DEEPSPEED:
         config = accelerator.state.deepspeed_plugin.deepspeed_config
         stage = config.get("zero_optimization", {}).get("stage", 0)
@@ -225,7 +229,10 @@ def load_full_model_state(accelerator, model, state: dict):
         return accelerator.unwrap_model(model).load_state_dict(state, strict=False)
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
-    return set_model_state_dict(model, state, options=_options(strict=False))
+    # one collective per tensor: every process in the model's order (safetensors' own order differs by process)
+    ordered = {name: state[name] for name in model.state_dict() if name in state}
+    ordered.update({name: tensor for name, tensor in state.items() if name not in ordered})
+    return set_model_state_dict(model, ordered, options=_options(strict=False))
 
 
 def _torch_optimizer(optimizer):
