@@ -58,9 +58,9 @@ def _record_preflight():
 
     real = finetune.run_preflight
 
-    def recording(context, echo=print):
+    def recording(context, echo=print, **options):
         try:
-            report = real(context, echo=echo)
+            report = real(context, echo=echo, **options)
         except PreflightError as exc:
             PREFLIGHT_SEEN.append(f"error: {exc}")
             raise
