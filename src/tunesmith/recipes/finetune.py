@@ -38,7 +38,8 @@ from tunesmith.recipes.transfer_watch import make_watch
 from tunesmith.report import write_report
 from tunesmith.tasks import make_task
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
-from tunesmith.train.checkpoint import Checkpointer, finished_result
+from tunesmith.train.checkpoint import Checkpointer
+from tunesmith.train.checkpoint_store import finished_result
 from tunesmith.train.distributed import batches_per_process, main_process, share_from_main
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule

@@ -62,7 +62,8 @@ from safetensors.torch import save as save_safetensors
 from tunesmith.artifacts import RunDir
 from tunesmith.errors import CheckpointError, TrainingInterrupted, shown
 from tunesmith.train.checkpoint_state import (Resume, dataset_fingerprint, decode_tree, encode_tree, first_difference,
-                                              lookup, next_iteration, own_part, rank_state, recipe_fingerprint,
+                                              loop_state_from, lookup, next_iteration, own_part, rank_state,
+                                              recipe_fingerprint,
                                               rng_state, sampler_generators, set_iteration, set_rng_state,
                                               then_restore)
 from tunesmith.train.checkpoint_store import FORMAT, CheckpointStore, Damaged
@@ -172,7 +173,7 @@ class Checkpointer:
             self.accelerator.scaler.load_state_dict(tree["scaler"])
         self.accelerator.step = tree["accelerator_step"]
         self.stopper.load_state_dict(tree["stopper"])
-        state = _loop_state(tree["loop"], saved["clock"])
+        state = loop_state_from(tree["loop"], saved["clock"])
         own = own_part(tree, self.accelerator.process_index)  # this rank's RNG and data order
         data = own["data"]
         generators = sampler_generators(self.train_loader)
@@ -283,7 +284,7 @@ class Checkpointer:
         """Save checkpoint `state.step` (once per step) and prune old ones."""
         if self.last_step == state.step:
             return self.last
-        if not self.writes:  # DeepSpeed (class doc)
+        if not self.writes:  # DeepSpeed (module doc)
             self.last_step = state.step
             return None
         weights = checkpoint_weights(self.accelerator, self.model)  # every process: FSDP gathers
@@ -386,14 +387,6 @@ def _new_best(state: LoopState) -> bool:
     return bool(state.history and state.history[-1]["step"] == state.step and state.history[-1].get("is_best"))
 
 
-def _loop_state(saved: dict, clock: float) -> LoopState:
-    names = {f.name for f in dataclasses.fields(LoopState)}
-    state = LoopState(**{k: v for k, v in saved.items() if k in names})
-    if isinstance(saved.get("started"), (int, float)):  # a time.perf_counter() of the interrupted process
-        state.started = time.perf_counter() - (clock - saved["started"])
-    return state
-
-
 def _scaler_state(accelerator) -> dict | None:
     scaler = getattr(accelerator, "scaler", None)
     return scaler.state_dict() if scaler is not None else None
@@ -409,13 +402,3 @@ def _parse_hook(text: str | None) -> tuple[int, int, str] | None:
         return None
     step, name, target = (text.split(":") + [""])[:3]
     return int(step), int(getattr(signal, f"SIG{name.upper()}")), target
-
-
-def finished_result(run: RunDir) -> dict | None:
-    """The results of a run that already finished (eval.json written, no checkpoint left), else None."""
-    if not run.eval_path.is_file() or CheckpointStore(run.path / "checkpoints").steps():
-        return None
-    try:
-        return json.loads(run.eval_path.read_text())
-    except (OSError, ValueError):
-        return None

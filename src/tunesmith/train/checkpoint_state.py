@@ -7,12 +7,14 @@ import dataclasses
 import hashlib
 import json
 import random
+import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from tunesmith.errors import CheckpointError
+from tunesmith.train.loop import LoopState
 
 # --- state <-> (JSON, tensors) -------------------------------------------------------------------------------
 
@@ -234,3 +236,12 @@ def dataset_fingerprint(data) -> str:
 def plain(value: Any) -> Any:
     """A JSON-able stand-in for a value json cannot write (arrays as lists, the rest as text)."""
     return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def loop_state_from(saved: dict, clock: float) -> LoopState:
+    """The LoopState a checkpoint saved; its start time moved to this process's clock."""
+    names = {f.name for f in dataclasses.fields(LoopState)}
+    state = LoopState(**{k: v for k, v in saved.items() if k in names})
+    if isinstance(saved.get("started"), (int, float)):  # a time.perf_counter() of the interrupted process
+        state.started = time.perf_counter() - (clock - saved["started"])
+    return state
