@@ -308,7 +308,9 @@ def test_recipes_fsdp_cannot_run_are_refused(small_recipe, overrides, expected):
     (["train.on_nan=skip"], {}, "train.on_nan: skip is not supported under DeepSpeed"),
     ([], {"gradient_clipping": 0.5}, "DeepSpeed clips gradients itself (gradient_clipping: 0.5) but "
                                      "train.max_grad_norm is 1.0"),
-    (["train.max_grad_norm=null"], {}, "gradient_clipping: 1) but train.max_grad_norm is None"),
+    (["train.max_grad_norm=null"], {"gradient_clipping": "auto"}, "gradient_clipping: 1) but train.max_grad_norm is "
+                                                                   "None"),
+    ([], {}, "DeepSpeed clips gradients itself (gradient_clipping: 0) but train.max_grad_norm is 1.0"),
     ([], {"gradient_accumulation_steps": 4}, "DeepSpeed config gradient_accumulation_steps: 4 but "
                                              "train.grad_accumulation is 1"),
     ([], {"train_micro_batch_size_per_gpu": 4}, "train_micro_batch_size_per_gpu: 4 but train.batch_size is 8"),
@@ -356,3 +358,24 @@ def test_deepspeed_zero2_on_cuda_gpus_trains_as_ddp(root):
     ours = json.loads((root / "gpu_zero2" / "eval.json").read_text())
     assert ours["environment"]["engine"] == "DeepSpeed"
     assert not (root / "gpu_zero2" / "checkpoints").exists()  # none written under DeepSpeed
+
+
+def test_fsdp_wrapping_a_block_that_holds_the_input_embeddings_is_refused(root):
+    """BERT's _no_split_modules include BertEmbeddings: Accelerate 1.15's FSDP2 preparation would shard that block
+    and then its word embeddings again (a TypeError deep in torch); one line names the setting instead."""
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+    from transformers import AutoModelForSequenceClassification
+
+    from tunesmith.train.sharding import check_model
+
+    model = AutoModelForSequenceClassification.from_pretrained(build_tiny_bert(root / "bert_wrap"), num_labels=2)
+
+    def fsdp(names):
+        return SimpleNamespace(distributed_type="DistributedType.FSDP", state=SimpleNamespace(fsdp_plugin=SimpleNamespace(
+            auto_wrap_policy=transformer_auto_wrap_policy, transformer_cls_names_to_wrap=names)))
+
+    with pytest.raises(RecipeError, match="include BertEmbeddings, which holds the input embeddings that Accelerate "
+                                          "shards on their own; set fsdp_transformer_layer_cls_to_wrap: BertLayer"):
+        check_model(fsdp(None), model)
+    check_model(fsdp(["BertLayer"]), model)
+    check_model(SimpleNamespace(distributed_type="DistributedType.MULTI_GPU"), model)

@@ -44,7 +44,8 @@ from tunesmith.train.distributed import batches_per_process, main_process, share
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import make_accelerator, prepare_for_training
-from tunesmith.train.sharding import FSDP, check_recipe, engine_of, full_model_state, load_full_model_state
+from tunesmith.train.sharding import (FSDP, check_model, check_recipe, engine_of, full_model_state,
+                                      load_full_model_state)
 from tunesmith.train.run_claim import STAGING, claim_run_dir
 from tunesmith.train.stopping import EarlyStopper
 
@@ -123,6 +124,7 @@ class FineTune:
         self.accelerator = make_accelerator(settings.precision, gradient_accumulation_steps=settings.grad_accumulation,
                                             log_with=self.trackers or None)
         check_recipe(recipe, self.accelerator)  # what FSDP / DeepSpeed runs cannot do (train/sharding.py)
+        check_model(self.accelerator, self.model)
         self.plan = plan_steps(batches_per_process(len(loaders.train), self.accelerator.num_processes), settings)
         self.optimizer = build_optimizer(self.model, settings)
         self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)

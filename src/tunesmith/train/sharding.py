@@ -157,6 +157,29 @@ def fsdp_over_gloo(accelerator) -> None:
     PartialState().distributed_type = DistributedType.FSDP  # as AcceleratorState records it on GPUs
 
 
+def check_model(accelerator, model) -> None:
+    """RecipeError when FSDP's transformer-based auto wrap names a class that holds the input embeddings
+    (BERT's _no_split_modules include BertEmbeddings): Accelerate's FSDP2 preparation shards that block, then
+    the embeddings inside it again, and fails with a traceback."""
+    if engine_of(accelerator) != FSDP:
+        return
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    plugin = accelerator.state.fsdp_plugin
+    if getattr(plugin.auto_wrap_policy, "func", plugin.auto_wrap_policy) is not transformer_auto_wrap_policy:
+        return
+    names = set(plugin.transformer_cls_names_to_wrap or getattr(model, "_no_split_modules", None) or [])
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    holders = sorted({type(module).__name__ for module in model.modules() if type(module).__name__ in names
+                      and module is not embeddings and any(inner is embeddings for inner in module.modules())})
+    if embeddings is not None and holders:
+        rest = ", ".join(sorted(names - set(holders))) or "the transformer layer class"
+        raise RecipeError(f"FSDP: the layers to wrap ({', '.join(sorted(names))}: fsdp_transformer_layer_cls_to_wrap, "
+                          f"by default the model's _no_split_modules) include {holders[0]}, which holds the input "
+                          f"embeddings that Accelerate shards on their own; set fsdp_transformer_layer_cls_to_wrap: "
+                          f"{rest}")
+
+
 # --- what a recipe may ask under a sharded engine --------------------------------------------------------------
 
 
@@ -196,7 +219,7 @@ def check_deepspeed_recipe(recipe, plugin) -> None:
         value = config.get(key, "auto")
         if value != "auto" and int(value) != ours:
             raise RecipeError(f"DeepSpeed config {key}: {value} but {name} is {ours}; set it to 'auto' (or {ours})")
-    clipping = config.get("gradient_clipping", "auto")
+    clipping = config.get("gradient_clipping", 0)  # left out of a DeepSpeed config file: no clipping
     clipping = 1.0 if clipping == "auto" else float(clipping or 0)  # Accelerate fills 'auto' with 1.0
     if clipping != float(train.max_grad_norm or 0):
         raise RecipeError(f"DeepSpeed clips gradients itself (gradient_clipping: {clipping:g}) but "
