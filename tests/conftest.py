@@ -59,9 +59,9 @@ def _record_preflight():
 
     real = finetune.run_preflight
 
-    def recording(context, echo=print):
+    def recording(context, echo=print, **options):
         try:
-            report = real(context, echo=echo)
+            report = real(context, echo=echo, **options)
         except PreflightError as exc:
             code = str(exc).split("[", 1)[-1].split("]", 1)[0] if "[" in str(exc) else "preflight_error"
             PREFLIGHT_SEEN.append((code, f"error: {exc}"))

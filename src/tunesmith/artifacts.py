@@ -102,12 +102,13 @@ class RunDir:
     def write_eval(self, result: dict) -> None:
         write_text_atomic(self.eval_path, json.dumps(_finite(result), indent=2) + "\n")
 
-    def save_model(self, model, tokenizer) -> None:
-        """Write model + tokenizer to a temporary directory, then swap it in for RUN/model."""
+    def save_model(self, model, tokenizer, state_dict=None) -> None:
+        """Write model + tokenizer to a temporary directory, then swap it in for RUN/model. `state_dict`: the
+        model's full weights, gathered, when the model itself holds shards (FSDP, train/sharding.py)."""
         staging = None
         try:
             staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self.path))
-            model.save_pretrained(staging, safe_serialization=True)
+            model.save_pretrained(staging, safe_serialization=True, state_dict=state_dict)
             tokenizer.save_pretrained(staging)
             replace_dir(staging, self.model_dir)
         except BaseException as exc:
@@ -149,7 +150,7 @@ class SharedRunDir(RunDir):
     def write_eval(self, result: dict) -> None:
         pass
 
-    def save_model(self, model, tokenizer) -> None:
+    def save_model(self, model, tokenizer, state_dict=None) -> None:
         pass
 
 

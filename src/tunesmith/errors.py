@@ -38,12 +38,14 @@ class PreflightError(TunesmithError):
 
 
 class TrainingInterrupted(TunesmithError):
-    """SIGINT/SIGTERM stopped training after saving a checkpoint; the CLI exits with 128 + the signal number."""
+    """SIGINT/SIGTERM stopped training after saving a checkpoint; the CLI exits with 128 + the signal number.
+    `resumable` false: the run writes no checkpoint (DeepSpeed), so the CLI prints no resume command."""
 
-    def __init__(self, message: str, *, exit_code: int = 130, checkpoint=None):
+    def __init__(self, message: str, *, exit_code: int = 130, checkpoint=None, resumable: bool = True):
         super().__init__(message)
         self.exit_code = exit_code
         self.checkpoint = checkpoint
+        self.resumable = resumable
 
 
 def one_line(exc: BaseException) -> str:

@@ -18,7 +18,8 @@ import torch
 from tunesmith.errors import CheckpointError
 from tunesmith.train import checkpoint as ckpt
 from tunesmith.train import checkpoint_store
-from tunesmith.train.checkpoint import CheckpointStore, decode_tree, encode_tree, load_model_tensors, model_tensors
+from tunesmith.train.checkpoint import CheckpointStore
+from tunesmith.train.checkpoint_state import decode_tree, encode_tree, load_model_tensors, model_tensors
 
 FILES = {"model.safetensors": b"m" * 200_000, "state.safetensors": b"s" * 1000, "state.json": b'{"step": 1}'}
 

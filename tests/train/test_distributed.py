@@ -240,8 +240,6 @@ def test_more_processes_than_cores_or_gpus_is_refused(small_recipe, capsys):
 
 
 @pytest.mark.parametrize("config, expected", [
-    ({"distributed_type": "FSDP", "num_processes": 2}, "distributed_type FSDP is not supported: tunesmith's checkpoints"),
-    ({"distributed_type": "DEEPSPEED", "num_processes": 2}, "distributed_type DEEPSPEED is not supported"),
     ({"distributed_type": "MULTI_CPU", "num_processes": 2}, "MULTI_CPU: on CPUs leave the config out"),
     ({"distributed_type": "MULTI_GPU", "num_processes": 2, "mixed_precision": "bf16"}, "mixed_precision bf16: the recipe's"),
     ({"distributed_type": "MULTI_GPU"}, "does not set num_processes; add --processes N"),
@@ -265,15 +263,6 @@ def test_a_gpu_config_on_a_cpu_machine_is_refused(small_recipe, tmp_path, capsys
     assert "MULTI_GPU needs CUDA GPUs and this machine has none" in capsys.readouterr().err
     assert main(["train", small_recipe, "--accelerate-config", str(path), "--processes", "4"]) == 2
     assert "--processes 4 but --accelerate-config" in capsys.readouterr().err
-
-
-def test_sharded_engines_launched_by_accelerate_are_refused_in_each_process(monkeypatch):
-    from tunesmith.errors import TrainingError
-    from tunesmith.train.precision import make_accelerator
-
-    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    with pytest.raises(TrainingError, match="distributed training with FSDP is not supported"):
-        make_accelerator("fp32")
 
 
 def test_the_run_status_is_rank_0s_then_the_first_failing_ranks_then_the_launchers(tmp_path):

@@ -255,7 +255,7 @@ def _run(args) -> int:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as exc:  # SIGINT/SIGTERM during training: a checkpoint was saved (by all ranks)
         if main_process():
-            fail(f"{exc}; continue with: {resume_hint(args.argv, world_size())}")
+            fail(f"{exc}; continue with: {resume_hint(args.argv, world_size())}" if exc.resumable else str(exc))
         return exc.exit_code
     except TunesmithError as exc:
         say(str(exc))

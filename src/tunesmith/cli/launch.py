@@ -5,8 +5,9 @@ through Accelerate's launcher (the forms it stands for, also supported as they a
 
 Before anything starts, in one line each (exit 2): the recipe and the run directory (as `train` checks them),
 then what the machine lacks: more processes than GPUs (one process per GPU) or, without a CUDA GPU, than CPU
-cores; an Accelerate config this machine cannot run (MULTI_GPU without a GPU) or tunesmith does not support
-(FSDP, DeepSpeed, Megatron, TPU; mixed_precision, which is the recipe's train.precision).
+cores; an Accelerate config this machine cannot run (MULTI_GPU, FSDP or DeepSpeed without a GPU, DeepSpeed
+without the deepspeed package) or tunesmith does not support (FSDP version 1 or sharded state dicts, ZeRO stage 3,
+Megatron, TPU; mixed_precision, which is the recipe's train.precision; train/sharding.py).
 
 Then this process starts Accelerate's launcher (cli/accelerate_launch.py: Accelerate's own
 `launch_command`, whose failures end without a launcher traceback) in a session of its own,
@@ -35,7 +36,8 @@ EXIT_DIR = "TUNESMITH_EXIT_DIR"          # where each rank writes its exit statu
 COMMAND = "TUNESMITH_COMMAND"            # the user's command line, for the resume hint of an interrupted run
 LAUNCHER_PID = "TUNESMITH_LAUNCHER_PID"  # this process (train/checkpoint.py's test hook signals it)
 SHUTDOWN_TIMEOUT_S = "120"               # torchrun's wait for the ranks' checkpoint after a signal (its default: 30)
-SUPPORTED = {"MULTI_GPU", "NO"}
+SUPPORTED = {"MULTI_GPU", "NO", "FSDP", "DEEPSPEED"}
+SHARDED = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}
 
 
 def add_arguments(train: argparse.ArgumentParser) -> None:
@@ -43,8 +45,8 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
                        help="train in N processes through Accelerate's launcher: one per GPU, or CPU processes over "
                             "gloo without a GPU (see docs/scaling.md)")
     train.add_argument("--accelerate-config", metavar="FILE",
-                       help="an Accelerate config file (accelerate config) for the launcher: multi-GPU and "
-                            "multi-machine settings; implies a launch")
+                       help="an Accelerate config file (accelerate config) for the launcher: multi-GPU, "
+                            "multi-machine, FSDP and DeepSpeed settings; implies a launch")
 
 
 def check_launch(args, world_size: int) -> tuple[int, object | None]:
@@ -85,10 +87,8 @@ def read_accelerate_config(path: str):
     if environment != "LOCAL_MACHINE":
         raise RecipeError(f"{where}: compute_environment {environment} is not supported; tunesmith launches on "
                           f"local machines (LOCAL_MACHINE), one launch per machine")
-    if kind in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
-        raise RecipeError(f"{where}: distributed_type {kind} is not supported: tunesmith's checkpoints and saved "
-                          f"models need every process to hold the full weights and its optimizer state (DDP); use "
-                          f"distributed_type MULTI_GPU (see docs/scaling.md)")
+    if kind in SHARDED:
+        check_sharded_config(config, kind, where)
     if kind == "MULTI_CPU":
         raise RecipeError(f"{where}: distributed_type MULTI_CPU: on CPUs leave the config out; --processes N starts "
                           f"N CPU processes over gloo")
@@ -99,6 +99,31 @@ def read_accelerate_config(path: str):
         raise RecipeError(f"{where}: mixed_precision {config.mixed_precision}: the recipe's train.precision decides "
                           f"the number format; set mixed_precision: 'no' and train.precision in the recipe")
     return config
+
+
+def check_sharded_config(config, kind: str, where: str) -> None:
+    """RecipeError for an FSDP / DeepSpeed / Megatron config this machine cannot run or tunesmith cannot honour
+    (train/sharding.py; each process checks the plugin Accelerate builds from it again)."""
+    import torch
+
+    from tunesmith.train.sharding import deepspeed_problem, fsdp_problem, machine_problem, test_hook_enabled
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not (kind == "FSDP" and test_hook_enabled() and not gpus):
+        problem = machine_problem(SHARDED[kind], gpus)
+        if problem:
+            raise RecipeError(f"{where}: distributed_type {kind}: {problem}")
+    if kind == "FSDP":
+        fsdp = config.fsdp_config or {}  # Accelerate's defaults for what the file leaves out
+        version = fsdp.get("fsdp_version", 1)
+        problem = fsdp_problem(version, fsdp.get("fsdp_state_dict_type", "SHARDED_STATE_DICT" if str(version) == "2"
+                                                 else "FULL_STATE_DICT"),
+                               fsdp.get("fsdp_cpu_ram_efficient_loading", True), where)
+    else:
+        deepspeed = config.deepspeed_config or {}
+        problem = deepspeed_problem(deepspeed.get("zero_stage", 2), [], where) if "zero_stage" in deepspeed else None
+    if problem:
+        raise RecipeError(problem)
 
 
 def check_machine(processes: int, config, config_path: str | None) -> None:

@@ -33,8 +33,8 @@ class AppliedMethod:
     total: int
     adapter_start: dict | None = None  # init.adapter: continue: the adapter it continues, and its base
 
-    def save(self, model, tokenizer, run) -> None:
-        self.method.save(model, tokenizer, run)
+    def save(self, model, tokenizer, run, state_dict=None) -> None:
+        self.method.save(model, tokenizer, run, state_dict=state_dict)
 
     def load_best(self, model, run, default, tokenizer):
         """The best model, loaded, for the final evaluation (a PEFT method returns it merged)."""

@@ -27,9 +27,10 @@ class Method:
         """init.adapter: continue (lora / dora only; the recipe's validation refuses it for other methods)."""
         raise RecipeError(f"init.adapter: continue: method {self.name} trains no adapter; use method lora or dora")
 
-    def save(self, model, tokenizer, run) -> None:
-        """Save the best model so far into the run directory (RUN/model)."""
-        run.save_model(model, tokenizer)
+    def save(self, model, tokenizer, run, state_dict=None) -> None:
+        """Save the best model so far into the run directory (RUN/model); `state_dict`: its full weights when the
+        model itself holds shards (FSDP)."""
+        run.save_model(model, tokenizer, state_dict=state_dict)
 
     def load_best(self, model, run, default: Callable, tokenizer):
         """Load the best saved weights back into `model` (`default(model, run)` reads RUN/model/*.safetensors)
@@ -104,15 +105,17 @@ def enable_gradient_checkpointing(model) -> None:
         model.config.use_cache = False  # a KV cache is useless in training and conflicts with checkpointing
 
 
-def load_best_weights(model, run) -> None:
-    """The weights a run saved in RUN/model (*.safetensors) loaded into `model`; only tied copies may be missing."""
+def load_best_weights(model, run, load_state=None) -> None:
+    """The weights a run saved in RUN/model (*.safetensors) loaded into `model`; only tied copies may be missing.
+    `load_state(state) -> (missing, unexpected)` loads them (default: `model.load_state_dict(strict=False)`; a
+    sharded model's own under FSDP)."""
     from safetensors.torch import load_file
 
     weights = sorted(run.model_dir.glob("*.safetensors"))
     state = {}
     for path in weights:
         state.update(load_file(str(path)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = load_state(state) if load_state else model.load_state_dict(state, strict=False)
     # tied weights (e.g. decoder embeddings) are saved once; anything else missing is a bug
     missing = [k for k in missing if k not in tied_names(model)]
     if missing or unexpected:

@@ -114,9 +114,12 @@ class LoRA(Method):
                            f"{saved.base_dir} (unexpected {result.unexpected_keys[:2]}, missing {not_loaded[:2]})")
         return peft_model
 
-    def save(self, model, tokenizer, run) -> None:
+    def save(self, model, tokenizer, run, state_dict=None) -> None:
         """RUN/adapter only (a few MB): merging a copy at every new best cost time inside the training loop
-        and a second copy of the weights in memory; RUN/model is written once, by `load_best`."""
+        and a second copy of the weights in memory; RUN/model is written once, by `load_best`. A sharded model
+        (`state_dict` given) is refused before training (train/sharding.py)."""
+        if state_dict is not None:
+            raise RuntimeError("LoRA/DoRA save the adapter of an unsharded model")
         from tunesmith.artifacts import replace_dir, save_failure
 
         staging = Path(tempfile.mkdtemp(prefix=".adapter-", dir=run.path))

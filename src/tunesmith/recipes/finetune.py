@@ -39,11 +39,14 @@ from tunesmith.recipes.transfer_watch import make_watch
 from tunesmith.report import write_report
 from tunesmith.tasks import make_task
 from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
-from tunesmith.train.checkpoint import Checkpointer, finished_result
+from tunesmith.train.checkpoint import Checkpointer
+from tunesmith.train.checkpoint_store import finished_result
 from tunesmith.train.distributed import batches_per_process, main_process, share_from_main
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import make_accelerator, prepare_for_training
+from tunesmith.train.sharding import (FSDP, check_model, check_recipe, engine_of, full_model_state,
+                                      load_full_model_state)
 from tunesmith.train.run_claim import STAGING, claim_run_dir
 from tunesmith.train.stopping import EarlyStopper
 
@@ -123,6 +126,8 @@ class FineTune:
         loaders = self._loaders()
         self.accelerator = make_accelerator(settings.precision, gradient_accumulation_steps=settings.grad_accumulation,
                                             log_with=self.trackers or None)
+        check_recipe(recipe, self.accelerator)  # what FSDP / DeepSpeed runs cannot do (train/sharding.py)
+        check_model(self.accelerator, self.model)
         self.plan = plan_steps(batches_per_process(len(loaders.train), self.accelerator.num_processes), settings)
         self.optimizer = build_optimizer(self.model, settings)
         self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)
@@ -149,7 +154,7 @@ class FineTune:
             context = PreflightContext(self.recipe, self.task, accelerator.unwrap_model(self.model), self.tokenizer,
                                        self.method, self.splits, self.datasets, self.plan.total_steps)
             try:
-                report = run_preflight(context, echo=self.echo)
+                report = run_preflight(context, echo=self.echo, sharded=engine_of(accelerator) == FSDP)
             except PreflightError as stopped:
                 failure = str(stopped)
         failure, report = share_from_main(accelerator, (failure, report))
@@ -192,14 +197,20 @@ class FineTune:
         self.train_seconds = time.perf_counter() - self.state.started  # summed over a resumed run's processes
 
     def _save_best(self, record: dict) -> None:
-        if self.accelerator.is_main_process:  # LoRA: RUN/adapter during training, merged RUN/model at the end
-            self.method.save(self.accelerator.unwrap_model(self.model), self.tokenizer, self.run)
+        accelerator = self.accelerator  # FSDP: every process gathers the full weights, the main one writes them
+        state = full_model_state(accelerator, self.model) if engine_of(accelerator) == FSDP else None
+        if accelerator.is_main_process:  # LoRA: RUN/adapter during training, merged RUN/model at the end
+            self.method.save(accelerator.unwrap_model(self.model), self.tokenizer, self.run, state_dict=state)
 
     # ---- 3. finish --------------------------------------------------------------------------
     def finish(self) -> dict:
         task, run, accelerator, state = self.task, self.run, self.accelerator, self.state
         accelerator.wait_for_everyone()
-        model = self.method.load_best(accelerator.unwrap_model(self.model), run, load_best_weights, self.tokenizer)
+        default = load_best_weights
+        if engine_of(accelerator) == FSDP:  # the full best weights, read by every process, into its shards
+            default = lambda model, run: load_best_weights(  # noqa: E731
+                model, run, load_state=lambda state: load_full_model_state(accelerator, self.model, state))
+        model = self.method.load_best(accelerator.unwrap_model(self.model), run, default, self.tokenizer)
         task.after_training(model, self.loaders.held_out["validation"], accelerator, run, self.echo)
         final = {name: task.evaluate(model, loader, accelerator, desc=name)
                  for name, loader in self.loaders.held_out.items()}
@@ -284,6 +295,7 @@ def environment(accelerator) -> dict:
     return {
         "tunesmith": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
         "python": platform.python_version(), "device": str(accelerator.device),
-        "processes": accelerator.num_processes, "threads": torch.get_num_threads(),
+        "processes": accelerator.num_processes, "engine": engine_of(accelerator) or "DDP",
+        "threads": torch.get_num_threads(),
         "precision": "bf16" if accelerator.mixed_precision == "bf16" else "fp32",
     }

@@ -16,7 +16,7 @@ from tunesmith.artifacts import RunDir
 from tunesmith.data.doc_table import DocumentTable
 from tunesmith.methods.measure import peak_memory
 from tunesmith.recipes.finetune import prepare_data, prepare_model
-from tunesmith.train.checkpoint import encode_tree, model_tensors
+from tunesmith.train.checkpoint_state import encode_tree, model_tensors
 from tunesmith.train.loop import backward_and_clip, forward_loss
 from tunesmith.train.optim import build_optimizer
 from tunesmith.train.precision import make_accelerator, prepare_for_training

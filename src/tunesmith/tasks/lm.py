@@ -145,7 +145,7 @@ class LMTask(Task):
     def generate_before(self, model, tokenizer, accelerator) -> None:
         """Generations of the pretrained model from the sample prompts (eval.json "generations": before)."""
         prompts = self.sample_prompts()
-        if prompts and accelerator.is_main_process:
+        if prompts and generates_here(accelerator):
             texts = self._generate(accelerator.unwrap_model(model), tokenizer,
                                    [p.get("messages") or p["prompt"] for p in prompts])  # dpo: a whole chat
             self.samples = [{**p, "before": text} for p, text in zip(prompts, texts)]
@@ -156,7 +156,7 @@ class LMTask(Task):
 
     def extra_results(self, model, tokenizer, accelerator) -> dict:
         """eval.json additions: generations of the best model next to the pretrained ones, token counts."""
-        if self.samples and accelerator.is_main_process:
+        if self.samples and generates_here(accelerator):
             texts = self._generate(accelerator.unwrap_model(model), tokenizer,
                                    [s.get("messages") or s["prompt"] for s in self.samples])
             for sample, text in zip(self.samples, texts):
@@ -196,3 +196,9 @@ class LMTask(Task):
         return generate_texts(model, tokenizer, prompts, chat_template=self.chat_template(tokenizer),
                               max_new_tokens=self.lm.sample_max_new_tokens, temperature=0.0,
                               seed=self.recipe.train.seed)
+
+
+def generates_here(accelerator) -> bool:
+    """Whether this process generates the sample texts: the main one; under FSDP every process, since each
+    forward pass gathers the weight shards from all of them (greedy decoding takes the same steps on each)."""
+    return accelerator.is_main_process or bool(getattr(accelerator, "is_fsdp2", False))

@@ -29,8 +29,9 @@ has been fetched, i.e. where the interrupted run stood. metrics.jsonl is cut bac
 checkpoint was saved, then appended to.
 
 Several processes (train/distributed.py): every rank's RNG and data-order states are gathered into the
-checkpoint the main process writes (weights and optimizer states are the same on every rank under DDP), and
-each rank restores its own. The main process chooses the checkpoint to resume from and the others read that
+checkpoint the main process writes (weights and optimizer states are the same on every rank under DDP; under
+FSDP the full ones are gathered, train/sharding.py), and each rank restores its own. DeepSpeed runs write no
+checkpoint (their optimizer state is partitioned in DeepSpeed's own format): resuming one is refused. The main process chooses the checkpoint to resume from and the others read that
 one. A run resumes with the number of processes it was saved with (another number is refused: each rank's
 share of the data and its random states depend on it). A signal seen by any rank stops every rank after the
 same step (`agreed_signal`), so they save one checkpoint together.
@@ -61,12 +62,15 @@ from safetensors.torch import save as save_safetensors
 from tunesmith.artifacts import RunDir
 from tunesmith.errors import CheckpointError, TrainingInterrupted, shown
 from tunesmith.train.checkpoint_state import (Resume, dataset_fingerprint, decode_tree, encode_tree, first_difference,
-                                              load_model_tensors, lookup, model_tensors, next_iteration, own_part,
-                                              rank_state, recipe_fingerprint, rng_state, sampler_generators,
-                                              set_iteration, set_rng_state, then_restore)
+                                              loop_state_from, lookup, next_iteration, own_part, rank_state,
+                                              recipe_fingerprint,
+                                              rng_state, sampler_generators, set_iteration, set_rng_state,
+                                              then_restore)
 from tunesmith.train.checkpoint_store import FORMAT, CheckpointStore, Damaged
 from tunesmith.train.distributed import agreed_signal, gather_from_ranks, share_from_main
 from tunesmith.train.loop import LoopState
+from tunesmith.train.sharding import (DEEPSPEED, checkpoint_optimizer, checkpoint_weights, engine_of,
+                                      restore_checkpoint)
 
 _TEST_HOOK = "TUNESMITH_TEST_SIGNAL_AFTER_STEP"
 _LAUNCHER_PID = "TUNESMITH_LAUNCHER_PID"
@@ -99,6 +103,8 @@ class Checkpointer:
         self._signal: int | None = None
         self._data_fingerprint: str | None = None
         self._hook = _parse_hook(os.environ.get(_TEST_HOOK))
+        self.engine = engine_of(accelerator) or "DDP"  # FSDP / DeepSpeed / DDP (one process included)
+        self.writes = self.engine != DEEPSPEED  # DeepSpeed: no checkpoint (train/sharding.py); resume is refused
 
     # ---- start: fresh or resumed ----------------------------------------------------------------------------
     def start(self, resume) -> bool:
@@ -161,14 +167,13 @@ class Checkpointer:
         path, saved, tensors, weights = self._chosen
         self._chosen = None
         tree = decode_tree(saved, tensors)
-        load_model_tensors(self.accelerator.unwrap_model(self.model), weights, str(path))
-        self.optimizer.load_state_dict(tree["optimizer"])
+        restore_checkpoint(self.accelerator, self.model, self.optimizer, weights, tree["optimizer"], str(path))
         self.schedule.load_state_dict(tree["scheduler"])
         if tree.get("scaler") is not None and getattr(self.accelerator, "scaler", None) is not None:
             self.accelerator.scaler.load_state_dict(tree["scaler"])
         self.accelerator.step = tree["accelerator_step"]
         self.stopper.load_state_dict(tree["stopper"])
-        state = _loop_state(tree["loop"], saved["clock"])
+        state = loop_state_from(tree["loop"], saved["clock"])
         own = own_part(tree, self.accelerator.process_index)  # this rank's RNG and data order
         data = own["data"]
         generators = sampler_generators(self.train_loader)
@@ -182,6 +187,10 @@ class Checkpointer:
         return state
 
     def _check_same_run(self, path: Path, saved: dict) -> None:
+        if saved.get("engine", "DDP") != self.engine:
+            raise CheckpointError(f"cannot resume from {path}: it was saved by a {saved.get('engine', 'DDP')} run, "
+                                  f"this run uses {self.engine}; resume with the Accelerate config it was started "
+                                  f"with, or start over without --resume")
         was, now_processes = saved.get("processes", 1), self.accelerator.num_processes
         if was != now_processes:
             again = f"--processes {was}" if was > 1 else "one process (no --processes)"
@@ -264,14 +273,22 @@ class Checkpointer:
         if self._signal is not None:
             before_save()
             self.save(state)
+            saved = (f"saved checkpoint {self.last}" if self.writes else
+                     f"no checkpoint under {self.engine}: the run cannot be resumed ({self.run.model_dir} holds the "
+                     f"best model so far)")
             raise TrainingInterrupted(
                 f"stopped by {signal.Signals(self._signal).name} at step {state.step} of {self.plan.total_steps}; "
-                f"saved checkpoint {self.last}", exit_code=128 + self._signal, checkpoint=self.last)
+                f"{saved}", exit_code=128 + self._signal, checkpoint=self.last, resumable=self.writes)
 
     def save(self, state: LoopState) -> Path | None:
         """Save checkpoint `state.step` (once per step) and prune old ones."""
         if self.last_step == state.step:
             return self.last
+        if not self.writes:  # DeepSpeed (module doc)
+            self.last_step = state.step
+            return None
+        weights = checkpoint_weights(self.accelerator, self.model)  # every process: FSDP gathers
+        optimizer = checkpoint_optimizer(self.accelerator, self.model, self.optimizer)
         ranks = gather_from_ranks(self.accelerator, rank_state(self.train_loader, self._epoch_start, self._epoch_rng,
                                                                self._epoch_iteration))
         if self.accelerator.is_main_process:
@@ -281,11 +298,12 @@ class Checkpointer:
                 "clock": time.perf_counter(),
                 "loop": encode_tree(dataclasses.asdict(state), tensors, "loop"),
                 "stopper": encode_tree(self.stopper.state_dict(), tensors, "stopper"),
-                "optimizer": encode_tree(self.optimizer.state_dict(), tensors, "optimizer"),
+                "optimizer": encode_tree(optimizer, tensors, "optimizer"),
                 "scheduler": encode_tree(self.schedule.state_dict(), tensors, "scheduler"),
                 "scaler": encode_tree(_scaler_state(self.accelerator), tensors, "scaler"),
                 "accelerator_step": int(getattr(self.accelerator, "step", 0)),
                 "processes": self.accelerator.num_processes,
+                "engine": self.engine,
                 "rng": encode_tree(ranks[0]["rng"], tensors, "rng"),  # rank 0's (the only one of a single process)
                 "data": encode_tree(ranks[0]["data"], tensors, "data"),
                 "ranks": encode_tree(ranks[1:], tensors, "ranks"),  # every other rank's {"rng", "data"}
@@ -295,8 +313,7 @@ class Checkpointer:
                 "data_fingerprint": self.data_fingerprint(),
             }
             files = {
-                "model.safetensors": save_safetensors(model_tensors(self.accelerator.unwrap_model(self.model)),
-                                                      metadata={"format": "pt", "step": str(state.step)}),
+                "model.safetensors": save_safetensors(weights, metadata={"format": "pt", "step": str(state.step)}),
                 "state.safetensors": save_safetensors(tensors),
                 "state.json": json.dumps(saved).encode(),
             }
@@ -324,6 +341,8 @@ class Checkpointer:
 
     def last_good(self) -> str:
         """For messages: the newest checkpoint that can be resumed from."""
+        if not self.writes:
+            return f"no checkpoint is written under {self.engine}"
         if self.last is None:
             return "there is no checkpoint yet"
         return f"the last good checkpoint is {self.last} (continue from it with --resume)"
@@ -350,7 +369,7 @@ class Checkpointer:
             if self._signal is not None:
                 raise TrainingInterrupted(
                     f"stopped at once by a second {signal.Signals(signum).name}; {self.last_good()}",
-                    exit_code=128 + signum, checkpoint=self.last)
+                    exit_code=128 + signum, checkpoint=self.last, resumable=self.writes)
             self._signal, first_at[0] = signum, time.monotonic()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -368,14 +387,6 @@ def _new_best(state: LoopState) -> bool:
     return bool(state.history and state.history[-1]["step"] == state.step and state.history[-1].get("is_best"))
 
 
-def _loop_state(saved: dict, clock: float) -> LoopState:
-    names = {f.name for f in dataclasses.fields(LoopState)}
-    state = LoopState(**{k: v for k, v in saved.items() if k in names})
-    if isinstance(saved.get("started"), (int, float)):  # a time.perf_counter() of the interrupted process
-        state.started = time.perf_counter() - (clock - saved["started"])
-    return state
-
-
 def _scaler_state(accelerator) -> dict | None:
     scaler = getattr(accelerator, "scaler", None)
     return scaler.state_dict() if scaler is not None else None
@@ -391,13 +402,3 @@ def _parse_hook(text: str | None) -> tuple[int, int, str] | None:
         return None
     step, name, target = (text.split(":") + [""])[:3]
     return int(step), int(getattr(signal, f"SIG{name.upper()}")), target
-
-
-def finished_result(run: RunDir) -> dict | None:
-    """The results of a run that already finished (eval.json written, no checkpoint left), else None."""
-    if not run.eval_path.is_file() or CheckpointStore(run.path / "checkpoints").steps():
-        return None
-    try:
-        return json.loads(run.eval_path.read_text())
-    except (OSError, ValueError):
-        return None

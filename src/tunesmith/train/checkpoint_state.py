@@ -7,12 +7,14 @@ import dataclasses
 import hashlib
 import json
 import random
+import time
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from tunesmith.errors import CheckpointError
+from tunesmith.train.loop import LoopState
 
 # --- state <-> (JSON, tensors) -------------------------------------------------------------------------------
 
@@ -66,13 +68,14 @@ def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 
 
-def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict with each shared tensor (tied weights) kept once, under its first name, and without the
-    frozen parameters: they never change, and resuming rebuilds the model from the same pretrained weights
-    (a LoRA checkpoint holds the adapter, a few MB, not a copy of the whole model)."""
+def model_tensors(model: torch.nn.Module, state: dict | None = None) -> dict[str, torch.Tensor]:
+    """The state_dict (or `state`, the model's full one gathered under FSDP) with each shared tensor (tied
+    weights) kept once, under its first name, and without the frozen parameters: they never change, and
+    resuming rebuilds the model from the same pretrained weights (a LoRA checkpoint holds the adapter, a few MB,
+    not a copy of the whole model)."""
     kept, seen = {}, set()
     frozen = {name for name, param in model.named_parameters(remove_duplicate=False) if not param.requires_grad}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in (model.state_dict() if state is None else state).items():
         key = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
         if name in frozen or (tensor.numel() and key in seen):
             continue
@@ -233,3 +236,12 @@ def dataset_fingerprint(data) -> str:
 def plain(value: Any) -> Any:
     """A JSON-able stand-in for a value json cannot write (arrays as lists, the rest as text)."""
     return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def loop_state_from(saved: dict, clock: float) -> LoopState:
+    """The LoopState a checkpoint saved; its start time moved to this process's clock."""
+    names = {f.name for f in dataclasses.fields(LoopState)}
+    state = LoopState(**{k: v for k, v in saved.items() if k in names})
+    if isinstance(saved.get("started"), (int, float)):  # a time.perf_counter() of the interrupted process
+        state.started = time.perf_counter() - (clock - saved["started"])
+    return state

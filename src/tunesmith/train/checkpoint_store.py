@@ -196,3 +196,12 @@ def _remove(path: Path) -> None:
     else:
         shutil.rmtree(path, ignore_errors=True)
 
+
+def finished_result(run) -> dict | None:
+    """The results of a run that already finished (eval.json written, no checkpoint left), else None."""
+    if not run.eval_path.is_file() or CheckpointStore(run.path / "checkpoints").steps():
+        return None
+    try:
+        return json.loads(run.eval_path.read_text())
+    except (OSError, ValueError):
+        return None

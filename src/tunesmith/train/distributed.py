@@ -8,7 +8,7 @@ tunesmith train ...` or `torchrun --nproc_per_node N -m tunesmith train ...`. Wh
 
 - `accelerator_options`: without CUDA GPUs, Accelerate's CPU data parallelism over gloo (Accelerate itself
   would run N independent single-process trainings there);
-- `check_supported`: FSDP and DeepSpeed are refused (sharded weights and optimizer states; see docs/scaling.md);
+- sharded engines (FSDP, DeepSpeed) asked for through an Accelerate config: train/sharding.py;
 - `main_process`: rank 0, the one process that writes the run directory (train/run_claim.py);
 - `agreed_signal`: a SIGINT/SIGTERM seen by any rank stops every rank after the same step;
 - `gather_from_ranks` / `share_from_main`: per-rank states for checkpoints, the main process's choices for all;
@@ -24,9 +24,6 @@ import os
 import signal
 import sys
 
-from tunesmith.errors import TrainingError
-
-SHARDED = {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed", "MEGATRON_LM": "Megatron-LM"}
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -66,28 +63,6 @@ def accelerator_options() -> dict:
     from accelerate.utils import InitProcessGroupKwargs
 
     return {"cpu": True, "kwargs_handlers": [InitProcessGroupKwargs(backend="gloo")]}
-
-
-def sharded_launch() -> str | None:
-    """The sharded engine `accelerate launch` asked for through the environment (an Accelerate config with
-    distributed_type FSDP or DEEPSPEED), or None."""
-    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(variable, "false").lower() in ("1", "true", "yes"):
-            return name
-    return None
-
-
-def check_supported(accelerator=None) -> None:
-    """TrainingError for FSDP / DeepSpeed / Megatron: tunesmith's checkpoints and saved models read full weights
-    and one optimizer state per process, which sharded engines do not keep; refused rather than saved wrong."""
-    engine = sharded_launch()
-    if engine is None and accelerator is not None:
-        engine = SHARDED.get(str(accelerator.distributed_type).split(".")[-1])
-    if engine is not None:
-        raise TrainingError(
-            f"distributed training with {engine} is not supported: tunesmith's checkpoints and saved models need "
-            f"every process to hold the full weights and its optimizer state (DDP); launch with a multi-GPU "
-            f"(distributed_type: MULTI_GPU) Accelerate config or --processes N instead (see docs/scaling.md)")
 
 
 def batches_per_process(batches: int, processes: int) -> int:

@@ -45,16 +45,23 @@ def make_accelerator(precision: str = "fp32", **kwargs):
     Accelerate keeps one process-wide state and refuses a second Accelerator with another mixed precision;
     a notebook or test that trains in bf16 and then predicts in fp32 in the same process would fail. The
     precision part is reset first (as transformers' TrainingArguments does); the process group is kept.
-    Under a launcher, train/distributed.py adds the CPU (gloo) options and refuses sharded engines."""
+    Under a launcher, train/distributed.py adds the CPU (gloo) options; a sharded engine (FSDP, DeepSpeed) is
+    checked against the machine before and against what tunesmith supports after (train/sharding.py)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from tunesmith.train.distributed import accelerator_options, check_supported
+    from tunesmith.errors import TrainingError
+    from tunesmith.train.distributed import accelerator_options
+    from tunesmith.train.sharding import check_machine, fsdp_over_gloo, fsdp_over_gloo_requested, plugin_problem
 
-    check_supported()
+    check_machine()
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=mixed_precision(precision), **{**accelerator_options(), **kwargs})
-    check_supported(accelerator)
+    if fsdp_over_gloo_requested():
+        fsdp_over_gloo(accelerator)
+    problem = plugin_problem(accelerator)
+    if problem:
+        raise TrainingError(f"distributed training with {problem}")
     return accelerator
 
 
