@@ -65,7 +65,7 @@ def run_trainer(model_name: str, steps: int, out: Path, block: int) -> dict:
     model, tokenizer = task.load_model(resolve_model(model_name))
     train_ds, valid_ds = task.encode(splits.train, tokenizer), task.encode(splits.validation, tokenizer)
     collate = task.make_loader(train_ds, tokenizer, batch_size=4, order="sequential").collate_fn  # labels as ours
-    train, valid = [dict(f) for f in train_ds.features], [dict(f) for f in valid_ds.features]
+    train, valid = [[dict(ds[i]) for i in range(len(ds))] for ds in (train_ds, valid_ds)]
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                                              target_modules=LORA["target_modules"], task_type="CAUSAL_LM"))
