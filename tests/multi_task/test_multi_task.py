@@ -189,6 +189,8 @@ def test_kill_and_resume_is_the_same_run(setup, reference, capsys):
     (lambda r: r["tasks"].pop("topic"), "needs 'tasks': a mapping of at least two task names"),
     (lambda r: r.update(baselines={"tfidf": False}), "baselines: not supported at the top of a multi-task recipe"),
     (lambda r: r["train"].update(early_stopping={"metric": "topic.rmse"}), "'topic.rmse' is not a metric"),
+    (lambda r: r["tasks"]["topic"].update(imbalance={"resample": {"method": "oversample"}}),
+     "tasks.topic.imbalance: re-sampling and augmentation are not supported"),
     (lambda r: r["tasks"]["topic"]["data"].update(trian="x"), "tasks.topic: unknown key 'data.trian'"),
 ])
 def test_bad_multi_task_recipes_are_refused_with_one_line(setup, change, message, tmp_path, capsys):
@@ -204,3 +206,44 @@ def test_tasks_only_with_task_multi_task(setup):
     _, raw = setup
     with pytest.raises(RecipeError, match="tasks: only with task: multi_task"):
         validate_recipe({"model": "m", "data": {"train": "x.csv"}, "tasks": raw["tasks"]})
+
+
+# --- a classification and a regression head on one body -------------------------------------------------------
+
+def score_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        count = rng.randint(0, 3)
+        rows.append((f"{count}.0", " ".join(["great"] * count + ["the", "film", "was"])))
+    return rows
+
+
+def test_classification_and_regression_share_a_body(setup, tmp_path, capsys):
+    _, raw = setup
+    raw = json.loads(json.dumps({**raw, "output": str(tmp_path / "run")}))
+    raw.pop("checkpoint", None)
+    raw["tasks"]["score"] = {"task": "regression", "metric": "rmse",
+                             "data": {"train": str(write_csv(tmp_path / "score.csv", score_rows(32, 5))),
+                                      "validation": 0.25}}
+    recipe = write_recipe(tmp_path / "mixed.yaml", raw)
+    assert main(["train", recipe]) == 2  # mean of macro_f1 (max) and rmse (min) has no direction
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: train.early_stopping.metric: mean: the tasks' metrics do not all improve the "
+                          "same way (score rmse (min), sentiment macro_f1 (max), topic accuracy (max))"), err
+    raw["train"]["early_stopping"] = {"metric": "score.rmse"}
+    assert main(["train", write_recipe(tmp_path / "mixed.yaml", raw)]) == 0
+    result = json.loads((tmp_path / "run/eval.json").read_text())
+    assert result["best"]["metric"] == "score.rmse"
+    evals = records(tmp_path / "run", "eval")
+    best = min(r["score.rmse"] for r in evals if not r.get("final"))
+    assert result["best"]["value"] == pytest.approx(best)
+    assert {"rmse", "mae", "loss"} <= set(result["validation"]["score"])
+    # evaluate --task on the validation rows gives the run's own final numbers for that task
+    frame = TrainedRun(tmp_path / "run", task="score")
+    assert frame.task.name == "regression"
+    capsys.readouterr()
+    out = tmp_path / "score_eval.json"
+    assert main(["evaluate", str(tmp_path / "run"), "--task", "score", "--data", str(tmp_path / "score.csv"),
+                 "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["rmse"] >= 0
