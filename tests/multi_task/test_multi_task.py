@@ -150,7 +150,7 @@ def test_predict_task_serves_each_task_as_its_own_model(reference, capsys):
     assert "sport" in out or "music" in out  # a topic label (which one: checked against the model above)
     assert main(["predict", str(reference), "--text", "x"]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {reference} is a multi-task run: choose a task with "
-                                               f"--task NAME (sentiment, topic)")
+                                               f"--task NAME (sentiment, topic), or give the task's run directory {reference}/tasks/NAME")
     assert main(["predict", str(reference), "--task", "nope", "--text", "x"]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {reference}: no task 'nope' in this multi-task run; its "
                                                f"tasks are sentiment, topic")

@@ -50,7 +50,8 @@ def task_run_path(path: str | Path, task: str | None) -> Path:
         return run.path
     names = ", ".join(recipe.tasks)
     if task is None:
-        raise RunError(f"{run.path} is a multi-task run: choose a task with --task NAME ({names})")
+        raise RunError(f"{run.path} is a multi-task run: choose a task with --task NAME ({names}), or give the "
+                       f"task's run directory {run.path}/tasks/NAME")
     if task not in recipe.tasks:
         raise RunError(f"{run.path}: no task '{task}' in this multi-task run; its tasks are {names}")
     return run.path / "tasks" / task
