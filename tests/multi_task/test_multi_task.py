@@ -247,3 +247,21 @@ def test_classification_and_regression_share_a_body(setup, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--task", "score", "--data", str(tmp_path / "score.csv"),
                  "--output", str(out)]) == 0
     assert json.loads(out.read_text())["rmse"] >= 0
+
+
+def test_method_freeze_all_but_head_trains_only_the_heads(setup, tiny_bert_dir, tmp_path):
+    _, raw = setup
+    raw = json.loads(json.dumps({**raw, "output": str(tmp_path / "run")}))
+    raw.pop("checkpoint", None)
+    raw["method"] = {"name": "freeze", "freeze": "all_but_head"}
+    raw["train"]["epochs"] = 1
+    assert main(["train", write_recipe(tmp_path / "freeze.yaml", raw)]) == 0
+    pretrained = load_file(tiny_bert_dir / "model.safetensors")
+    for name in ("sentiment", "topic"):
+        saved = load_file(tmp_path / f"run/tasks/{name}/model/model.safetensors")
+        body = {k: v for k, v in saved.items() if k.startswith("bert.")}
+        assert body and all(torch.equal(v, pretrained[k.removeprefix("bert.")]) for k, v in body.items())
+    result = json.loads((tmp_path / "run/eval.json").read_text())
+    assert result["method"]["trainable_params"] == 2 * (32 * 2 + 2)  # two heads 32 -> 2 (weights and biases)
+    bert = sum(v.numel() for v in pretrained.values())
+    assert result["method"]["total_params"] == bert + 2 * (32 * 2 + 2)  # the body counted once

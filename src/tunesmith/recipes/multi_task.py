@@ -14,6 +14,7 @@ the mixed loader's one generator (data/mixing.py) is saved with every other rand
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tunesmith.artifacts import RunDir
 from tunesmith.data.mixing import TASK_KEY, MixedBatchSampler, MixedCollate, MixedDataset, mixing_weights
 from tunesmith.data.token_cache import encode_splits
 from tunesmith.errors import RecipeError
-from tunesmith.methods import apply_method
+from tunesmith.methods import apply_method, count_parameters
 from tunesmith.methods.base import load_best_weights
 from tunesmith.methods.measure import peak_memory
 from tunesmith.models import check_weights_safe, resolve_model
@@ -115,6 +116,8 @@ class MultiTaskRun:
         model = MultiTaskModel(models)
         for name in models:
             _, method = apply_method(models[name], self.recipe.method)
+        trainable, total = count_parameters(model)  # the whole: one body, every head
+        method = dataclasses.replace(method, trainable=trainable, total=total)
         self.echo(f"{method.describe()}; {len(models)} heads on one shared body")
         return model, tokenizer, method
 
