@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from tunesmith.errors import TrainingInterrupted, TunesmithError
+from tunesmith.errors import RunError, TrainingInterrupted, TunesmithError
 from tunesmith.cli.inspect import add_parser as add_inspect_parser
 from tunesmith.cli.inspect import cmd_inspect
 from tunesmith.cli.launch import add_arguments as add_launch_arguments
@@ -65,12 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--text", action="append", help="a text to classify (repeatable)")
     source.add_argument("--input", help="a data file to classify (read with the run's data settings)")
     predict.add_argument("--output", help="write predictions to this .csv/.tsv/.jsonl file")
+    predict.add_argument("--task", help="a multi-task run: the task to predict with (RUN/tasks/TASK)")
     _add_read_overrides(predict)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on a labelled file")
     evaluate.add_argument("run", help="run directory written by `tunesmith train`")
     evaluate.add_argument("--data", required=True, help="labelled file (read with the run's data settings)")
     evaluate.add_argument("--output", help="write the metrics to this JSON file")
+    evaluate.add_argument("--task", help="a multi-task run: the task to evaluate (RUN/tasks/TASK)")
     _add_read_overrides(evaluate)
 
     generate = commands.add_parser("generate", help="generate text with a causal_lm or sft run")
@@ -112,6 +114,8 @@ def cmd_train(args) -> int:
     overrides += ["overwrite=true"] if args.overwrite else []
     recipe = load_recipe(args.recipe, overrides)  # before the heavy imports: a bad recipe fails fast
     check_output(recipe, args.recipe)  # ... and so does an output it must not write (train/run_claim.py)
+    if recipe.task == "multi_task":  # one process (recipes/multi_task.py)
+        return _train_multi_task(recipe, args)
     from tunesmith.train.distributed import die_with_parent, launched, main_process, world_size
 
     if args.processes or args.accelerate_config:  # N processes through Accelerate's launcher (cli/launch.py)
@@ -143,6 +147,23 @@ def _read_overrides(args, run) -> dict:
     return {"format": args.format, "header": args.header, "columns": columns}
 
 
+def _train_multi_task(recipe, args) -> int:
+    from tunesmith.cli.tables import console
+    from tunesmith.errors import RecipeError
+    from tunesmith.recipes.multi_task import train_multi_task
+
+    if args.processes or args.accelerate_config:
+        raise RecipeError("task: multi_task trains in one process; run it without --processes/--accelerate-config")
+    result = train_multi_task(recipe)
+    for name, own in result["tasks"].items():
+        scores = ", ".join(f"{key} {value:.4f}" for key, value in own["validation"].items()
+                           if key in ("loss", own["stop_metric"], "accuracy") and isinstance(value, float))
+        console.print(f"{name} ({own['task']}) validation: {scores}; model: {own['model_dir']}")
+    console.print(f"best {result['best']['metric']} {result['best']['value']:.4f} at step {result['best']['step']}; "
+                  f"{result['stop_reason']}")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from tunesmith.recipes.predict import TrainedRun, check_texts
     from tunesmith.writers import check_output_file
@@ -151,8 +172,10 @@ def cmd_predict(args) -> int:
     if args.output:
         check_output_file(args.output, source=args.input, table=True)  # before the model loads
     if len(args.run) > 1:
+        if args.task:
+            raise RunError("--task picks the task of one multi-task run; give one run directory with it")
         return _predict_switched(args)
-    run = TrainedRun(args.run[0])
+    run = TrainedRun(args.run[0], task=args.task)
     if args.text:
         frame = run.predict_texts(args.text)
     else:
@@ -197,7 +220,7 @@ def cmd_evaluate(args) -> int:
 
     if args.output:
         check_output_file(args.output, source=args.data)  # before the model loads
-    run = TrainedRun(args.run)
+    run = TrainedRun(args.run, task=args.task)
     metrics = run.evaluate_file(args.data, **_read_overrides(args, run))
     print_evaluation(args.data, metrics, run.task.summary_columns)
     if args.output:

@@ -21,6 +21,7 @@ from tunesmith.config.lm import LMSpec
 from tunesmith.config.messages import alias_problem, describe_errors
 from tunesmith.config.method import MethodSpec, default_lr
 from tunesmith.config.multi_label import MultiLabelSpec
+from tunesmith.config.multi_task import MULTI_TASK, NOT_SUPPORTED, MultiTaskSpec, check_tasks
 from tunesmith.config.preference import PreferenceSpec
 from tunesmith.config.preflight import PreflightSpec
 from tunesmith.config.regression import RegressionSpec
@@ -148,7 +149,7 @@ class TrainSpec(Section):
 class Recipe(Section):
     model: str
     task: str = Field("classification", description="a name in tunesmith.tasks.TASKS; checked by make_task")
-    data: DataSpec
+    data: DataSpec | None = None  # required, except by task: multi_task (each task's data under tasks.<name>)
     train: TrainSpec = Field(default_factory=TrainSpec)
     output: str = "runs/latest"
     trust_remote_code: bool = False
@@ -172,7 +173,23 @@ class Recipe(Section):
     tune: TuneSpec | None = None  # `tunesmith tune`'s search space (config/tune.py); `tunesmith train` ignores it
     init: InitSpec | None = None  # model: names a finished run: what it carries over (config/transfer.py)
     transfer: TransferSpec | None = None  # transfer.watch: evaluate an earlier run's task too (config/transfer.py)
+    tasks: dict[str, Any] | None = None  # task: multi_task: name -> that task's part (config/multi_task.py)
+    multi_task: MultiTaskSpec | None = None  # task: multi_task: how batches' tasks are drawn
     _lr_from_method: bool = PrivateAttr(False)  # train.lr was left out: the method's default (see lr_source)
+
+    @model_validator(mode="after")
+    def _multi_task_shape(self) -> "Recipe":
+        if self.task != MULTI_TASK:
+            if self.data is None:
+                raise ValueError("missing key 'data'")
+            for key in ("tasks", "multi_task"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: only with task: multi_task (task is {self.task})")
+            return self
+        check_tasks(self.tasks, self.model_fields_set, self.train.model_fields_set)
+        if self.multi_task is None:
+            self.__dict__["multi_task"] = MultiTaskSpec()
+        return self
 
     @model_validator(mode="after")
     def _gate_has_its_baseline(self) -> "Recipe":
@@ -217,8 +234,11 @@ class Recipe(Section):
         return raw
 
     def to_yaml(self) -> str:
-        unused = {k for k in ("tune", "init", "transfer") if getattr(self, k) is None} or None  # no empty keys
-        return yaml.safe_dump(self.model_dump(mode="json", exclude=unused), sort_keys=False)
+        unused = {k: True for k in ("tune", "init", "transfer", "data", "tasks", "multi_task")
+                  if getattr(self, k) is None}  # no empty keys
+        if self.task == MULTI_TASK:  # the sections a multi-task recipe refuses (config/multi_task.py) are left out
+            unused.update({k: True for k in NOT_SUPPORTED}, train={"group_by_length"})
+        return yaml.safe_dump(self.model_dump(mode="json", exclude=unused or None), sort_keys=False)
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] = (), base: dict | None = None) -> Recipe:

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from tunesmith.artifacts import RunDir
+from tunesmith.config.multi_task import MULTI_TASK
 from tunesmith.config.recipe import load_recipe
 from tunesmith.errors import DataError, RunError
 from tunesmith.models import check_weights_safe
@@ -39,11 +40,29 @@ def prediction_columns(task, model, tokenizer, frame: pd.DataFrame, batch_size: 
     return task.predictions(model, loader)
 
 
-class TrainedRun:
-    """A run (or export) directory loaded for inference: its recipe, task, model and tokenizer."""
+def task_run_path(path: str | Path, task: str | None) -> Path:
+    """The run directory to load: `path` itself, or a multi-task run's RUN/tasks/<task> (--task)."""
+    run = RunDir(path)
+    recipe = read_run_recipe(run) if run.recipe_path.is_file() else None
+    if recipe is None or recipe.task != MULTI_TASK:
+        if task is not None:
+            raise RunError(f"{run.path} is not a multi-task run: --task {task} does not apply (remove --task)")
+        return run.path
+    names = ", ".join(recipe.tasks)
+    if task is None:
+        raise RunError(f"{run.path} is a multi-task run: choose a task with --task NAME ({names}), or give the "
+                       f"task's run directory {run.path}/tasks/NAME")
+    if task not in recipe.tasks:
+        raise RunError(f"{run.path}: no task '{task}' in this multi-task run; its tasks are {names}")
+    return run.path / "tasks" / task
 
-    def __init__(self, path: str | Path):
-        self.run = RunDir(path)
+
+class TrainedRun:
+    """A run (or export) directory loaded for inference: its recipe, task, model and tokenizer; `task` names
+    the task of a multi-task run (RUN/tasks/<task> is a run directory of its own)."""
+
+    def __init__(self, path: str | Path, task: str | None = None):
+        self.run = RunDir(task_run_path(path, task))
         self.export = read_manifest(path) if is_export_dir(path) else None  # a `tunesmith export` directory
         model_dir = self.run.path if self.export else self.run.require_model()
         self.recipe = read_run_recipe(self.run)

@@ -27,6 +27,9 @@ TASKS: dict[str, type[Task]] = {
 
 def task_class(name: str) -> type[Task]:
     """The registered task class, or a RecipeError naming the key with a close match."""
+    if name == "multi_task":  # config/multi_task.py: trained by recipes/multi_task.py, used through RUN/tasks/<name>
+        raise RecipeError("task: multi_task recipes are run by tunesmith train only; use a finished multi-task run "
+                          "with predict/evaluate RUN --task NAME (RUN/tasks/NAME is an ordinary run)")
     if name not in TASKS:
         close = difflib.get_close_matches(str(name), list(TASKS), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
