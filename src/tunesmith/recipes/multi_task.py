@@ -33,7 +33,8 @@ from tunesmith.models.multi_task import MultiTaskModel
 from tunesmith.models.parent_run import find_parent_run
 from tunesmith.recipes.finetune import environment, timing
 from tunesmith.recipes.multi_task_parts import evaluate_tasks, make_tasks, stop_metric
-from tunesmith.train.checkpoint import Checkpointer, finished_result
+from tunesmith.train.checkpoint import Checkpointer
+from tunesmith.train.checkpoint_store import finished_result
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import make_accelerator, prepare_for_training
