@@ -28,13 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
 
+from run_compare import assert_same_run, records
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tiny_models import build_tiny_bert, minilm_dir
 from tunesmith.cli import main
@@ -61,33 +60,8 @@ def write_recipe(path: Path, raw: dict) -> str:
     return str(path)
 
 
-def records(run_dir: Path, kind: str) -> list[dict]:
-    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["type"] == kind]
-
-
 def lines(text: str) -> list[str]:
     return [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
-
-
-def max_weight_difference(a_path: Path, b_path: Path) -> float:
-    a, b = load_file(a_path), load_file(b_path)
-    assert a.keys() == b.keys()
-    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
-
-
-def assert_same_training(run_dir: Path, reference: Path, steps: int) -> None:
-    ours, theirs = records(run_dir, "train"), records(reference, "train")
-    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == list(range(1, steps + 1))
-    np.testing.assert_allclose([r["loss"] for r in ours], [r["loss"] for r in theirs], rtol=0, atol=ATOL)
-    np.testing.assert_allclose([r["lr"] for r in ours], [r["lr"] for r in theirs], rtol=0, atol=1e-12)
-    ours, theirs = records(run_dir, "eval"), records(reference, "eval")
-    assert [(r["step"], r.get("final", False)) for r in ours] == [(r["step"], r.get("final", False)) for r in theirs]
-    np.testing.assert_allclose([r["loss"] for r in ours], [r["loss"] for r in theirs], rtol=0, atol=ATOL)
-    assert [r["accuracy"] for r in ours] == [r["accuracy"] for r in theirs]
-    final = f"checkpoints/step-{steps:08d}/model.safetensors"
-    for weights in (final, "model/model.safetensors"):  # the last step's weights, and the best model
-        worst = max_weight_difference(run_dir / weights, reference / weights)
-        assert worst <= ATOL, f"{weights}: weights differ by {worst}"
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +97,7 @@ def equivalent_runs(root):
 
 def test_two_processes_train_as_one_process_with_twice_the_batch_or_accumulation(root, equivalent_runs):
     for reference in ("batch_16", "accumulation_2"):
-        assert_same_training(root / "two_processes", root / reference, steps=6)  # 48 rows / 16 = 3 steps, 2 epochs
+        assert_same_run(root / "two_processes", root / reference, steps=6, atol=ATOL)  # 48 rows / 16 = 3 steps, 2 epochs
     result = json.loads((root / "two_processes" / "eval.json").read_text())
     assert result["environment"]["processes"] == 2 and result["steps"] == 6
 
@@ -204,7 +178,7 @@ def test_sigterm_and_sigkill_of_the_launcher_then_resume_is_the_same_run(root, r
     done = tunesmith("train", path, "--processes", "2", "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "step-00000010 (step 10 of 12, epoch 4, batch 1)" in done.stdout
-    assert_same_training(run_dir, reference, steps=12)
+    assert_same_run(run_dir, reference, steps=12, atol=ATOL)
 
 
 def test_resuming_a_one_process_run_in_two_processes_is_refused(root, resumable):

@@ -36,6 +36,7 @@ import yaml
 from safetensors.torch import load_file
 
 from lm_helpers import lm_recipe, number_rows, write_json
+from run_compare import assert_same_run, records
 from pipeline_helpers import sentiment_rows, tiny_recipe, write_csv
 from tiny_models import build_tiny_bert, build_tiny_llama, minilm_dir
 from tunesmith.cli import main
@@ -68,27 +69,8 @@ FSDP_SETTINGS = {"fsdp_version": 2, "fsdp_state_dict_type": "FULL_STATE_DICT", "
                  "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_reshard_after_forward": True}
 
 
-def records(run_dir: Path, kind: str) -> list[dict]:
-    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["type"] == kind]
-
-
 def errors(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
-
-
-def assert_same_run(ours: Path, theirs: Path, steps: int, atol: float) -> None:
-    a, b = records(ours, "train"), records(theirs, "train")
-    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, steps + 1))
-    assert max(abs(x["loss"] - y["loss"]) for x, y in zip(a, b)) <= atol
-    a, b = records(ours, "eval"), records(theirs, "eval")
-    assert [(r["step"], r.get("final", False)) for r in a] == [(r["step"], r.get("final", False)) for r in b]
-    assert max(abs(x["loss"] - y["loss"]) for x, y in zip(a, b)) <= atol
-    assert [r["accuracy"] for r in a] == [r["accuracy"] for r in b]
-    for weights in (f"checkpoints/step-{steps:08d}/model.safetensors", "model/model.safetensors"):
-        x, y = load_file(ours / weights), load_file(theirs / weights)
-        assert x.keys() == y.keys(), weights
-        worst = max((x[k].double() - y[k].double()).abs().max().item() for k in x)
-        assert worst <= atol, f"{weights}: weights differ by {worst}"
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,14 @@ def freeze_all(model) -> None:
         param.requires_grad_(False)
 
 
+def plain_model(model):
+    """The transformers model under DDP / Accelerate and PEFT wrappers (or the model itself)."""
+    while hasattr(model, "module"):  # DistributedDataParallel
+        model = model.module
+    getter = getattr(model, "get_base_model", None)  # peft.PeftModel
+    return getter() if callable(getter) else model
+
+
 def base_model(model):
     """The pretrained body (model.bert, model.transformer, model.model, ...) or the model itself."""
     return getattr(model, getattr(model, "base_model_prefix", ""), model)

@@ -18,16 +18,10 @@ import torch
 from tunesmith.artifacts import RunDir
 from tunesmith.errors import PreflightError, RunError
 from tunesmith.data.findings import Finding
-from tunesmith.methods.base import head_names, load_best_weights
+from tunesmith.methods.base import head_names, load_best_weights, plain_model
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 LOGIT_TOLERANCE = 1e-4  # float rounding of a merge (W + scale * B @ A) stays far below this
-
-
-def plain_model(model):
-    """The transformers model under a PEFT wrapper (or the model itself)."""
-    getter = getattr(model, "get_base_model", None)
-    return getter() if callable(getter) else model
 
 
 def head_parameter_groups(context) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:

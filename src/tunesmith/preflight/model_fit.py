@@ -15,7 +15,7 @@ import torch
 from tunesmith.data.chat import renderer
 from tunesmith.data.findings import Finding
 from tunesmith.models.checks import embedding_rows
-from tunesmith.preflight.head import plain_model
+from tunesmith.methods.base import plain_model
 from tunesmith.preflight.lm_targets import is_decoder_task
 
 PADDING_TOLERANCE = 1e-3

@@ -27,21 +27,13 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from tunesmith.data.packing import IGNORE_INDEX
+from tunesmith.methods.base import plain_model
 
 CHUNKED_MODEL_TYPES = ("gpt2", "llama", "mistral", "qwen2", "qwen3")  # forward: logits = self.lm_head(hidden)
 
 
-def inner_model(model):
-    """The transformers model under DDP / Accelerate and PEFT wrappers."""
-    while hasattr(model, "module"):  # DistributedDataParallel
-        model = model.module
-    if hasattr(model, "get_base_model"):  # peft.PeftModel
-        model = model.get_base_model()
-    return model
-
-
 def can_chunk(model) -> bool:
-    config = inner_model(model).config
+    config = plain_model(model).config
     return (getattr(config, "model_type", None) in CHUNKED_MODEL_TYPES
             and not getattr(config, "final_logit_softcapping", None))
 
@@ -50,7 +42,7 @@ def can_chunk(model) -> bool:
 def projection_set_aside(model):
     """Within the block the model's forward returns its final hidden states as `.logits`; yields the output
     projection (the module itself, with its weights: tied or not, frozen or trained)."""
-    inner = inner_model(model)
+    inner = plain_model(model)
     head = inner.lm_head
     inner.lm_head = torch.nn.Identity()
     try:
@@ -82,26 +74,28 @@ def token_loss_sums(head, hidden: torch.Tensor, labels: torch.Tensor, chunk: int
     return sums, torch.bincount(rows, minlength=len(labels))
 
 
-def chunked_lm_loss(model, batch: dict, chunk: int) -> torch.Tensor:
-    """The mean cross-entropy over the batch's target tokens, as `model(**batch).loss` (nan without any)."""
+def chunked_row_sums(model, batch: dict, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`token_loss_sums` of the batch: the model's forward with its projection set aside, then the chunks."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with projection_set_aside(model) as head:
         hidden = model(**inputs, use_cache=False).logits
-    sums, counts = token_loss_sums(head, hidden, batch["labels"], chunk)
+    return token_loss_sums(head, hidden, batch["labels"], chunk)
+
+
+def chunked_lm_loss(model, batch: dict, chunk: int) -> torch.Tensor:
+    """The mean cross-entropy over the batch's target tokens, as `model(**batch).loss` (nan without any)."""
+    sums, counts = chunked_row_sums(model, batch, chunk)
     return sums.sum() / counts.sum()
 
 
 def row_loss_sums(model, batch: dict, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed loss, target tokens) of each row, for evaluation: chunked when `chunk` and the model allow it,
     else from the model's full logits one row at a time."""
-    labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
     if chunk and can_chunk(model):
-        with projection_set_aside(model) as head:
-            hidden = model(**inputs, use_cache=False).logits
-        return token_loss_sums(head, hidden, labels, chunk)
+        return chunked_row_sums(model, batch, chunk)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs, use_cache=False).logits
-    targets = labels[:, 1:]
+    targets = batch["labels"][:, 1:]
     # row by row: the softmax temporaries are one row's, not the batch's (vocabularies are large)
     sums = torch.stack([F.cross_entropy(logits[i, :-1].float(), targets[i], ignore_index=IGNORE_INDEX,
                                         reduction="sum") for i in range(len(targets))])
