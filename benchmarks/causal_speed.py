@@ -4,8 +4,10 @@ Same model, the same packed 256-token blocks (built once by tunesmith's causal_l
 both), same LoRA (r 8, alpha 16, dropout 0.05, q_proj/v_proj), same optimizer settings and number of
 steps, bf16 autocast for both where the hardware has it (tunesmith's `precision: auto`); each contender in
 its own process (clean peak-memory figure). The validation loss of both comes from the same evaluation code,
-in fp32. A third contender, tunesmith_full_logits, is tunesmith with `lm.loss_chunk: 0` (the model's own loss over
-the full logits tensor): what the chunked loss (tasks/lm_loss.py) changes, measured in the same run.
+in fp32. Two more contenders isolate tunesmith's own changes in the same run: tunesmith_full_logits is tunesmith
+with `lm.loss_chunk: 0` (the model's own loss over the full logits tensor; what tasks/lm_loss.py changes), and
+tunesmith_fp32_base keeps the frozen base in fp32 (`method.frozen_precision: fp32`; what
+methods/frozen_precision.py changes). tunesmith_full_logits holds the base in bf16 as tunesmith does.
 
     python benchmarks/causal_speed.py                 # 30 steps of batch 4 x 256 tokens
     python benchmarks/causal_speed.py --quick         # 6 steps: a smoke run
@@ -22,17 +24,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, emit, gemm_peak_flops, peak_rss_mb, run_contender, training_flops  # noqa: E402
 
-CONTENDERS = ("tunesmith", "tunesmith_full_logits", "trainer_peft")
+CONTENDERS = ("tunesmith", "tunesmith_fp32_base", "tunesmith_full_logits", "trainer_peft")
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 
 
-def recipe_dict(model: str, steps: int, out: Path, block: int = 256, loss_chunk: int = 256) -> dict:
+def recipe_dict(model: str, steps: int, out: Path, block: int = 256, loss_chunk: int = 256,
+                frozen_precision: str = "auto") -> dict:
     return {
         "model": model, "task": "causal_lm",
         "data": {"train": str(REPO / "data" / "tiny_shakespeare" / "input.txt"), "validation": {"split": 0.02}},
         "lm": {"text_unit": "paragraph", "validation_by": "tail", "block_size": block, "sample_prompts": [],
                "loss_chunk": loss_chunk},
-        "method": {"name": "lora", **LORA},
+        "method": {"name": "lora", **LORA, "frozen_precision": frozen_precision},
         "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "eval_batch_size": 8, "lr": 2e-4,
                   "schedule": "linear", "warmup": 0.0, "max_length": block, "eval_every": steps, "log_every": 5,
                   "early_stopping": {"metric": "loss"}, "seed": 0, "weight_decay": 0.0},
@@ -40,11 +43,13 @@ def recipe_dict(model: str, steps: int, out: Path, block: int = 256, loss_chunk:
     }
 
 
-def run_tunesmith(model: str, steps: int, out: Path, block: int, loss_chunk: int = 256) -> dict:
+def run_tunesmith(model: str, steps: int, out: Path, block: int, loss_chunk: int = 256,
+                  frozen_precision: str = "auto") -> dict:
     from tunesmith.config.recipe import validate_recipe
     from tunesmith.recipes.finetune import finetune
 
-    result = finetune(validate_recipe(recipe_dict(model, steps, out, block, loss_chunk)), echo=lambda *a: None)
+    raw = recipe_dict(model, steps, out, block, loss_chunk, frozen_precision)
+    result = finetune(validate_recipe(raw), echo=lambda *a: None)
     timing = result["timing"]
     return {"train_s": timing["train_s"], "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
             "val_loss": result["validation"]["loss"], "precision": result["environment"]["precision"]}
@@ -97,9 +102,11 @@ def contender_main(args) -> None:
     out = Path(tempfile.mkdtemp(prefix=f"bench-lm-{args.contender}-"))
     if args.contender == "trainer_peft":
         result = run_trainer(args.model, args.steps, out, args.block_size)
-    else:  # tunesmith_full_logits: lm.loss_chunk 0, the model's own loss (what tunesmith did before chunking)
+    else:  # tunesmith_full_logits: lm.loss_chunk 0, the model's own loss (what tunesmith did before chunking);
+        # tunesmith_fp32_base: method.frozen_precision fp32 (the frozen base kept in fp32, as before)
         result = run_tunesmith(args.model, args.steps, out, args.block_size,
-                               loss_chunk=0 if args.contender == "tunesmith_full_logits" else 256)
+                               loss_chunk=0 if args.contender == "tunesmith_full_logits" else 256,
+                               frozen_precision="fp32" if args.contender == "tunesmith_fp32_base" else "auto")
     config = AutoConfig.from_pretrained(resolve_model(args.model))
     with __import__("torch").device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -129,13 +136,16 @@ def main() -> None:
     for result in results.values():
         print(json.dumps(result), flush=True)
     ours, peer = results["tunesmith"], results["trainer_peft"]
-    unchunked = results["tunesmith_full_logits"]
+    unchunked, fp32_base = results["tunesmith_full_logits"], results["tunesmith_fp32_base"]
     summary = {"steps": steps, "tokens_per_s_ratio": round(ours["tokens_per_s"] / peer["tokens_per_s"], 2),
                "peak_rss_ratio": round(ours["peak_rss_mb"] / peer["peak_rss_mb"], 2),
                "val_loss_relative_delta": round((ours["val_loss"] - peer["val_loss"]) / peer["val_loss"], 5),
                "chunked_vs_full_logits": {
                    "tokens_per_s_ratio": round(ours["tokens_per_s"] / unchunked["tokens_per_s"], 2),
-                   "peak_rss_mb_saved": round(unchunked["peak_rss_mb"] - ours["peak_rss_mb"], 1)}}
+                   "peak_rss_mb_saved": round(unchunked["peak_rss_mb"] - ours["peak_rss_mb"], 1)},
+               "bf16_vs_fp32_base": {
+                   "tokens_per_s_ratio": round(ours["tokens_per_s"] / fp32_base["tokens_per_s"], 2),
+                   "peak_rss_mb_saved": round(fp32_base["peak_rss_mb"] - ours["peak_rss_mb"], 1)}}
     summary["targets"] = {  # issue 18: >= 1.4x Trainer + PEFT tokens/s, <= 0.6x its peak RSS, loss within 0.5%
         "tokens/s >= 1.4x Trainer+PEFT": "met" if summary["tokens_per_s_ratio"] >= 1.4 else "missed",
         "peak RSS <= 0.6x Trainer+PEFT": "met" if summary["peak_rss_ratio"] <= 0.6 else "missed",

@@ -9,11 +9,13 @@
              runs together, through one body instead of two
 
 Reported: each run's training seconds (evaluations excluded) and total seconds, each task's best-model validation
-accuracy and macro-F1, for the separate runs and the multi-task run. One seed: a first number, not a verdict;
-seconds are indicative only when no other job shares the machine.
+accuracy and macro-F1, for the separate runs and the multi-task run, for each training seed (--seeds, default
+0,1,2: the data subsets stay those of seed 0), and their mean and sample sd; seconds are indicative only when no
+other job shares the machine. Both sides use train.group_by_length (the default; a multi-task run groups each
+task's rows inside its own batches).
 
     python benchmarks/multi_task.py --json benchmarks/results_cpu_multi_task.json
-    python benchmarks/multi_task.py --quick        # a smoke run: 64 rows per task, 1 epoch, max_length 32
+    python benchmarks/multi_task.py --quick --seeds 0   # a smoke run: 64 rows per task, 1 epoch, max_length 32
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -66,7 +69,7 @@ def task_data(workdir: Path, rows: int, validation_rows: int) -> dict:
 def shared_settings(args) -> dict:
     return {"model": "minilm",
             "train": {"epochs": args.epochs, "batch_size": 32, "eval_batch_size": 64, "max_length": args.max_length,
-                      "lr": 5e-5, "seed": 0, "early_stopping": {"metric": "accuracy"}}}
+                      "lr": 5e-5, "seed": args.seed, "early_stopping": {"metric": "accuracy"}}}
 
 
 def scores(metrics: dict) -> dict:
@@ -80,7 +83,7 @@ def separate_runs(data: dict, workdir: Path, args) -> dict:
     out = {}
     for name, spec in data.items():
         raw = {**shared_settings(args), "data": spec, "baselines": False, "preflight": {"enabled": False},
-               "report": {"html": False}, "output": str(workdir / f"separate_{name}")}
+               "report": {"html": False}, "output": str(workdir / f"separate_{name}_{args.seed}")}
         result = finetune(validate_recipe(raw), echo=quiet)
         out[name] = {"train_s": result["timing"]["train_s"], "total_s": result["timing"]["total_s"],
                      "steps": result["steps"], "validation": scores(result["validation"])}
@@ -95,11 +98,28 @@ def multi_task_run(data: dict, workdir: Path, args) -> dict:
     settings["train"]["early_stopping"] = {"metric": "mean"}
     raw = {**settings, "task": "multi_task", "multi_task": {"mixing": args.mixing},
            "tasks": {name: {"task": "classification", "data": spec, "metric": "accuracy"} for name, spec in data.items()},
-           "output": str(workdir / "multi")}
+           "output": str(workdir / f"multi_{args.seed}")}
     result = train_multi_task(validate_recipe(raw), echo=quiet)
     return {"train_s": result["timing"]["train_s"], "total_s": result["timing"]["total_s"], "steps": result["steps"],
             "mixing": result["mixing"],
             "validation": {name: scores(own["validation"]) for name, own in result["tasks"].items()}}
+
+
+def spread(values: list[float]) -> dict:
+    return {"mean": round(statistics.mean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None}
+
+
+def summarize(runs: list[dict], tasks: list[str]) -> dict:
+    """Mean and sample sd over the seeds: training seconds, and each task's accuracy, separate vs multi-task."""
+    summary = {"separate_train_s": spread([r["separate"]["train_s_total"] for r in runs]),
+               "multi_task_train_s": spread([r["multi_task"]["train_s"] for r in runs])}
+    for name in tasks:
+        separate = [r["separate"][name]["validation"]["accuracy"] for r in runs]
+        multi = [r["multi_task"]["validation"][name]["accuracy"] for r in runs]
+        summary[name] = {"separate_accuracy": spread(separate), "multi_task_accuracy": spread(multi),
+                         "multi_minus_separate_points": round(100 * (statistics.mean(multi) - statistics.mean(separate)), 2)}
+    return summary
 
 
 def main() -> None:
@@ -109,22 +129,31 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--mixing", default="proportional", choices=("proportional", "temperature", "equal"))
     parser.add_argument("--quick", action="store_true", help="smoke run: 64 rows per task, 1 epoch, max_length 32")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds (the data subsets stay those of seed 0)")
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args()
     validation_rows = VALIDATION_ROWS
     if args.quick:
         args.rows, args.epochs, args.max_length, validation_rows = 64, 1, 32, 64
+    seeds = [int(x) for x in args.seeds.split(",")]
+    per_seed = []
     with tempfile.TemporaryDirectory(prefix="multi_task_bench_") as tmp:
         workdir = Path(tmp)
         data = task_data(workdir, args.rows, validation_rows)
-        separate = separate_runs(data, workdir, args)
-        multi = multi_task_run(data, workdir, args)
+        for seed in seeds:
+            args.seed = seed
+            separate = separate_runs(data, workdir, args)
+            multi = multi_task_run(data, workdir, args)
+            per_seed.append({
+                "seed": seed,
+                "separate": {**separate, "train_s_total": round(sum(r["train_s"] for r in separate.values()), 2),
+                             "total_s": round(sum(r["total_s"] for r in separate.values()), 2)},
+                "multi_task": multi})
+            emit(per_seed[-1])
     result = {
         "benchmark": "multi_task", "quick": args.quick, "rows_per_task": args.rows, "epochs": args.epochs,
-        "max_length": args.max_length, "mixing": args.mixing, "seed": 0,
-        "separate": {**separate, "train_s_total": round(sum(r["train_s"] for r in separate.values()), 2),
-                     "total_s": round(sum(r["total_s"] for r in separate.values()), 2)},
-        "multi_task": multi,
+        "max_length": args.max_length, "mixing": args.mixing, "seeds": seeds, "runs": per_seed,
+        "summary": summarize(per_seed, list(data)),
     }
     emit(result)
     if args.json:

@@ -119,7 +119,7 @@ def test_method_section_in_the_recipe():
     assert "  layers: 3\n" in recipe.to_yaml()
     assert validate_recipe(recipe.model_dump(mode="json")).method == recipe.method  # round trip
     assert set(recipe_with({"name": "dora"}).model_dump()["method"]) == {
-        "name", "gradient_checkpointing", "r", "alpha", "dropout", "target_modules"}
+        "name", "gradient_checkpointing", "r", "alpha", "dropout", "target_modules", "frozen_precision"}
 
 
 @pytest.mark.parametrize("method, message", [

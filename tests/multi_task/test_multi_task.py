@@ -265,3 +265,30 @@ def test_method_freeze_all_but_head_trains_only_the_heads(setup, tiny_bert_dir, 
     assert result["method"]["trainable_params"] == 2 * (32 * 2 + 2)  # two heads 32 -> 2 (weights and biases)
     bert = sum(v.numel() for v in pretrained.values())
     assert result["method"]["total_params"] == bert + 2 * (32 * 2 + 2)  # the body counted once
+
+
+def test_grouped_mixed_batches_keep_one_task_each_and_cut_padding():
+    """train.group_by_length in a multi-task run: each task's rows grouped by length inside its own batches."""
+    import random as _random
+
+    rng = _random.Random(0)
+    lengths = [[rng.randint(2, 60) for _ in range(400)], [rng.randint(2, 60) for _ in range(200)]]
+    offsets = [0, 400, 600]
+    flat = lengths[0] + lengths[1]
+
+    def padded(sampler) -> int:
+        return sum(len(batch) * max(flat[i] for i in batch) for batch in sampler)
+
+    grouped = MixedBatchSampler(offsets, [0.5, 0.5], batch_size=8, seed=3, lengths=lengths)
+    shuffled = MixedBatchSampler(offsets, [0.5, 0.5], batch_size=8, seed=3)
+    batches = list(grouped)
+    assert len(batches) == len(grouped) == 50 + 25
+    for batch in batches:
+        assert all(i < 400 for i in batch) or all(400 <= i < 600 for i in batch)
+    assert padded(grouped) < 0.8 * padded(shuffled)  # random lengths 2-60: grouping removes most padding
+    state = grouped.generator.get_state()
+    again = list(grouped)
+    grouped.generator.set_state(state)
+    assert list(grouped) == again
+    with pytest.raises(ValueError, match="one length per row"):
+        MixedBatchSampler(offsets, [0.5, 0.5], batch_size=8, seed=3, lengths=[lengths[0], lengths[1][:5]])

@@ -61,15 +61,24 @@ def test_evaluation_row_sums_equal_the_full_logits_ones(model):
     torch.testing.assert_close(chunked, full, rtol=1e-6, atol=1e-5)
 
 
-def test_under_lora_the_adapter_gradients_match(tiny_llama_dir):
+@pytest.mark.parametrize("chunk", [1, 4, 256])
+def test_under_lora_the_adapter_gradients_match(tiny_llama_dir, chunk, monkeypatch):
+    """The projection is frozen: the loss takes the fused path (gradient in the forward pass, nothing recomputed)."""
     from peft import LoraConfig, get_peft_model
+
+    from tunesmith.tasks import lm_loss
+
+    fused = []
+    apply = lm_loss.FrozenProjectionCrossEntropy.apply
+    monkeypatch.setattr(lm_loss.FrozenProjectionCrossEntropy, "apply", lambda *a: fused.append(1) or apply(*a))
 
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     model.eval()
     batch = batch_of(model, seed=5)
     reference, reference_grads = loss_and_grads(model, lambda: model(**batch, use_cache=False).loss)
-    chunked, chunked_grads = loss_and_grads(model, lambda: chunked_lm_loss(model, batch, 4))
+    chunked, chunked_grads = loss_and_grads(model, lambda: chunked_lm_loss(model, batch, chunk))
+    assert fused == [1]
     assert abs(chunked - reference) <= 1e-6 * max(1.0, abs(reference))
     assert reference_grads and all("lora_" in name for name in reference_grads)
     for name, grad in reference_grads.items():

@@ -9,6 +9,8 @@
       alpha: 16                       # lora/dora only: scaling (alpha / r)
       dropout: 0.05                   # lora/dora only
       target_modules: [query, value]  # lora/dora only; default per architecture (methods/lora.py)
+      frozen_precision: auto          # lora/dora only: auto holds the frozen base in bf16 when training in bf16
+                                      # (methods/frozen_precision.py); fp32 keeps it in fp32
       gradient_checkpointing: false   # any method: recompute activations in backward (less memory, ~30% slower)
 
 Options that do not belong to the chosen method are errors, and are left out of the saved recipe.
@@ -34,6 +36,7 @@ OPTIONS = {
     "alpha": ("lora", "dora"),
     "dropout": ("lora", "dora"),
     "target_modules": ("lora", "dora"),
+    "frozen_precision": ("lora", "dora"),
 }
 
 
@@ -63,6 +66,7 @@ class MethodSpec(BaseModel):
     alpha: float = Field(16, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | None = Field(None, min_length=1)
+    frozen_precision: Literal["auto", "fp32"] = "auto"
 
     @model_validator(mode="before")
     @classmethod

@@ -39,7 +39,7 @@ class MultiTaskSpec(BaseModel):
     temperature: float = Field(2.0, gt=0, description="mixing: temperature: p(task) ~ rows ** (1 / temperature)")
 
 
-def check_tasks(tasks: dict, fields_set: set[str], train_fields: set[str]) -> None:
+def check_tasks(tasks: dict, fields_set: set[str]) -> None:
     """The shape of a multi-task recipe (the tasks' own parts are validated as recipes later); ValueError."""
     if not isinstance(tasks, dict) or len(tasks) < 2:
         raise ValueError("task: multi_task needs 'tasks': a mapping of at least two task names to their "
@@ -65,6 +65,3 @@ def check_tasks(tasks: dict, fields_set: set[str], train_fields: set[str]) -> No
         where = "tasks.<name>." if refused[0] in ENTRY_KEYS else ""
         raise ValueError(f"{refused[0]}: not supported at the top of a multi-task recipe"
                          f"{' (give it per task: ' + where + refused[0] + ')' if where else ''}")
-    if "group_by_length" in train_fields:
-        raise ValueError("train.group_by_length: not supported with task: multi_task (each task's batches are "
-                         "shuffled; remove the key)")

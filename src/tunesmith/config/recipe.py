@@ -186,7 +186,7 @@ class Recipe(Section):
                 if getattr(self, key) is not None:
                     raise ValueError(f"{key}: only with task: multi_task (task is {self.task})")
             return self
-        check_tasks(self.tasks, self.model_fields_set, self.train.model_fields_set)
+        check_tasks(self.tasks, self.model_fields_set)
         if self.multi_task is None:
             self.__dict__["multi_task"] = MultiTaskSpec()
         return self

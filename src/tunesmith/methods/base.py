@@ -58,7 +58,7 @@ def base_model(model):
 
 
 def is_causal_lm(model) -> bool:
-    return type(model).__name__.endswith("ForCausalLM")
+    return type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))  # GPT2LMHeadModel
 
 
 def head_names(model) -> list[str]:

@@ -35,6 +35,7 @@ from tunesmith.models import load_for_classification, trained_head
 from tunesmith.models.parent_run import find_parent_run
 from tunesmith.methods.adapters import SavedAdapter, is_adapter_run, read_saved_adapter, write_base_record
 from tunesmith.methods.base import Method, head_names, is_causal_lm
+from tunesmith.methods.frozen_precision import has_bf16_frozen, restore_frozen_fp32
 
 # target modules when the recipe names none: the attention projections of each architecture
 DEFAULT_TARGETS = {
@@ -145,6 +146,8 @@ class LoRA(Method):
         if not weights.is_file():
             raise RunError(f"{run.path}: the best adapter {weights} is missing")
         state = load_file(str(weights))
+        if has_bf16_frozen(model):  # the base was held in bf16 for training: merge into its fp32 weights
+            restore_frozen_fp32(model, next(iter(model.peft_config.values())).base_model_name_or_path)
         result = set_peft_model_state_dict(model, state)
         if result.unexpected_keys:
             raise RuntimeError(f"best adapter does not match the model: unexpected {result.unexpected_keys[:3]}")

@@ -44,7 +44,7 @@ from tunesmith.train.checkpoint_store import finished_result
 from tunesmith.train.distributed import batches_per_process, main_process, share_from_main
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
-from tunesmith.train.precision import make_accelerator, prepare_for_training
+from tunesmith.train.precision import hold_frozen_weights, make_accelerator, prepare_for_training
 from tunesmith.train.sharding import (FSDP, check_model, check_recipe, engine_of, full_model_state,
                                       load_full_model_state)
 from tunesmith.train.run_claim import STAGING, claim_run_dir
@@ -131,9 +131,12 @@ class FineTune:
         self.plan = plan_steps(batches_per_process(len(loaders.train), self.accelerator.num_processes), settings)
         self.optimizer = build_optimizer(self.model, settings)
         self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)
+        bf16_base = hold_frozen_weights(self.accelerator, self.model, recipe.method, self.echo)
         # mixed precision covers the training forward only: every evaluation runs in fp32, so their numbers compare
+        # (a frozen base held in bf16: evaluations during training in bf16, the final one in fp32)
         self.model, self.optimizer, train_loader, *held_out = prepare_for_training(
-            self.accelerator, self.model, self.optimizer, loaders.train, *loaders.held_out.values())
+            self.accelerator, self.model, self.optimizer, loaders.train, *loaders.held_out.values(),
+            autocast_everywhere=bf16_base)
         self.loaders = Loaders(train_loader, dict(zip(loaders.held_out, held_out)))
         self.preflight = self._preflight()
         stop = settings.early_stopping

@@ -137,8 +137,9 @@ class MultiTaskRun:
         self.rows = {name: len(self.datasets[name]["train"]) for name in names}
         spec = self.recipe.multi_task
         self.weights = mixing_weights(self.rows, spec.mixing, spec.temperature)
+        lengths = [self.datasets[n]["train"].lengths() for n in names] if settings.group_by_length else None
         sampler = MixedBatchSampler(self.train_data.offsets, [self.weights[n] for n in names], settings.batch_size,
-                                    settings.seed)
+                                    settings.seed, lengths=lengths)
         train = DataLoader(self.train_data, batch_sampler=sampler, collate_fn=MixedCollate(collates))
         eval_batch = settings.eval_batch_size or settings.batch_size * 2
         held_out = {name: {split: task.make_loader(ds, self.tokenizer, batch_size=eval_batch, order="by_length")

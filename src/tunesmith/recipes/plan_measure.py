@@ -19,7 +19,7 @@ from tunesmith.recipes.finetune import prepare_data, prepare_model
 from tunesmith.train.checkpoint_state import encode_tree, model_tensors
 from tunesmith.train.loop import backward_and_clip, forward_loss
 from tunesmith.train.optim import build_optimizer
-from tunesmith.train.precision import make_accelerator, prepare_for_training
+from tunesmith.train.precision import hold_frozen_weights, make_accelerator, prepare_for_training
 
 
 def measure(recipe, steps: int) -> dict:
@@ -35,7 +35,8 @@ def measure(recipe, steps: int) -> dict:
     model, tokenizer, method = prepare_model(recipe, task, echo=lambda line: None)
     accelerator = make_accelerator(settings.precision)
     optimizer = build_optimizer(model, settings)
-    model, optimizer = prepare_for_training(accelerator, model, optimizer)  # fp32 evaluations, as a run
+    bf16_base = hold_frozen_weights(accelerator, model, recipe.method, echo=lambda line: None)
+    model, optimizer = prepare_for_training(accelerator, model, optimizer, autocast_everywhere=bf16_base)  # as a run
     load_s = time.perf_counter() - started
     loader_for = task.make_loader
     rng = np.random.default_rng(settings.seed)

@@ -8,7 +8,9 @@ docs/benchmarks.md. `precision: fp32` / `bf16` force one or the other.
 
 Autocast covers the training forward pass only (`prepare_for_training` keeps it off the model's forward, and
 the training step enters `accelerator.autocast()`); every evaluation runs in fp32, so the numbers before,
-during and after training and those of `tunesmith evaluate` compare with each other.
+during and after training and those of `tunesmith evaluate` compare with each other. The one exception: LoRA /
+DoRA with the frozen base held in bf16 (methods/frozen_precision.py), whose evaluations during training run in
+bf16 autocast and whose final evaluation runs in fp32 on the model merged from the fp32 base.
 """
 
 from __future__ import annotations
@@ -65,9 +67,25 @@ def make_accelerator(precision: str = "fp32", **kwargs):
     return accelerator
 
 
-def prepare_for_training(accelerator, model, *objects):
+def hold_frozen_weights(accelerator, model, spec, echo=print) -> bool:
+    """Under LoRA / DoRA in bf16 (method.frozen_precision: auto), cast the frozen base to bf16 once
+    (methods/frozen_precision.py); whether it did. Call before `prepare_for_training`."""
+    from tunesmith.methods.frozen_precision import cast_frozen_to_bf16, holds_frozen_in_bf16
+
+    if not holds_frozen_in_bf16(spec, accelerator.mixed_precision):
+        return False
+    saved = cast_frozen_to_bf16(model)
+    echo(f"frozen base held in bf16 ({saved / 2**20:,.0f} MB less than fp32; method.frozen_precision: fp32 keeps it "
+         f"fp32): evaluations during training run in bf16, the final one in fp32 on the merged model")
+    return True
+
+
+def prepare_for_training(accelerator, model, *objects, autocast_everywhere: bool = False):
     """`accelerator.prepare(model, *objects)`, with mixed precision kept off the model's forward pass: the
-    training step enters `accelerator.autocast()` itself (train/loop.py, plan.py), so evaluations run in fp32."""
+    training step enters `accelerator.autocast()` itself (train/loop.py, plan.py), so evaluations run in fp32.
+    `autocast_everywhere` (a frozen base held in bf16) keeps Accelerate's autocast wrapper on the forward, so
+    evaluations during training run in bf16 too."""
     prepared = accelerator.prepare(model, *objects)
-    accelerator.unwrap_model(prepared[0] if objects else prepared, keep_fp32_wrapper=False)  # drops the wrapper
+    if not autocast_everywhere:
+        accelerator.unwrap_model(prepared[0] if objects else prepared, keep_fp32_wrapper=False)  # drops the wrapper
     return prepared
