@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU speed benchmark, run on the lent machine over the `.device` folder made by device_prepare.sh:
-# the three classification contenders (benchmarks/classification_speed.py) and a profile of tunesmith's step.
+# three classification contenders (benchmarks/classification_speed.py) and a profile of tunesmith's step.
 # Results come back under $OUT: gpu_cls.json, profile.json, bench.log.
 set -u
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -28,7 +28,7 @@ import tunesmith.recipes.finetune  # noqa: F401 - the whole import chain works h
 PY
 {
   timeout ${BENCH_LIMIT:-420} python3 benchmarks/classification_speed.py --model /tmp/minilm \
-      --data-dir .device/data --json "$OUT/gpu_cls.json"
+      --data-dir .device/data --seeds 0 --contenders tunesmith,trainer_random,trainer_tuned --json "$OUT/gpu_cls.json"
   echo "classification benchmark exit $?"
   timeout 90 python3 benchmarks/profile_step.py --model /tmp/minilm --train .device/data/sst2_train_8000.tsv \
       --json "$OUT/profile.json"

@@ -9,9 +9,10 @@
 
 The vectorizers are refitted inside every fold, so the held-out fold never shapes the vocabulary or the
 IDF weights: the search is exactly `GridSearchCV(Pipeline([features, LogisticRegression]), {"C": C_GRID},
-cv=StratifiedKFold(k, shuffle=True, random_state=seed))`, only faster, because each fold's features are
-computed once for all values of C. The chosen C is then refitted on the whole training set and scored
-on every held-out split with the same metrics as the fine-tuned model (plus log loss).
+cv=StratifiedKFold(k, shuffle=True, random_state=seed))` (to float rounding), only faster: the training texts are analysed into
+n-gram counts once (CountedTexts), and each fold's vocabulary, IDF weights and features are derived from the
+counts of its rows, once for all values of C. The chosen C is then refitted on the whole training set and
+scored on every held-out split with the same metrics as the fine-tuned model (plus log loss).
 """
 
 from __future__ import annotations
@@ -39,6 +40,62 @@ def make_features():
     ])
 
 
+class CountedTexts:
+    """The training texts analysed once by each vectorizer of make_features() (its n-gram counts, min_df 1).
+
+    `fitted(rows)` gives what make_features().fit(texts[rows]) would: each vectorizer's vocabulary is the terms
+    of those rows with document frequency >= its min_df (in the sorted order CountVectorizer keeps), its IDF
+    weights those rows' - without analysing any text again. The features equal scikit-learn's up to float
+    rounding (~1e-16: the order of a row's entries, in which scikit-learn's own fit_transform and transform of
+    the same rows differ too)."""
+
+    def __init__(self, texts: np.ndarray):
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        count_params = set(CountVectorizer().get_params())
+        self.blocks = []
+        for _, vectorizer in make_features().transformer_list:
+            params = vectorizer.get_params()
+            if not isinstance(params["min_df"], int) or params["max_df"] != 1.0 or params["max_features"]:
+                raise ValueError("CountedTexts supports an integer min_df only, without max_df or max_features")
+            counter = CountVectorizer(**{**{k: v for k, v in params.items() if k in count_params}, "min_df": 1})
+            self.blocks.append((counter, counter.fit_transform(texts).tocsr(), params))
+
+    def fitted(self, rows: np.ndarray) -> "FoldFeatures":
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        parts = []
+        for counter, counts, params in self.blocks:
+            subset = counts[rows]
+            keep = np.flatnonzero(np.bincount(subset.indices, minlength=counts.shape[1]) >= params["min_df"])
+            idf = TfidfTransformer(norm=params["norm"], use_idf=params["use_idf"], smooth_idf=params["smooth_idf"],
+                                   sublinear_tf=params["sublinear_tf"]).fit(subset[:, keep].astype(np.float64))
+            parts.append((counter, counts, keep, idf))
+        return FoldFeatures(parts)
+
+
+class FoldFeatures:
+    """make_features() as fitted on some training rows: `rows(r)` for training rows (from their counts),
+    `transform(texts)` for any other texts."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def rows(self, rows: np.ndarray):
+        return self._stack([idf.transform(counts[rows][:, keep].astype(np.float64))
+                            for _, counts, keep, idf in self.parts])
+
+    def transform(self, texts: np.ndarray):
+        return self._stack([idf.transform(counter.transform(texts)[:, keep].astype(np.float64))
+                            for counter, _, keep, idf in self.parts])
+
+    @staticmethod
+    def _stack(blocks):
+        from scipy import sparse
+
+        return sparse.hstack(blocks).tocsr()
+
+
 def make_classifier(c: float = 1.0):
     from sklearn.linear_model import LogisticRegression
 
@@ -58,11 +115,12 @@ def scoring_for(metric: str) -> str:
     return SCORING.get(metric, "f1_macro")
 
 
-def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed: int) -> dict:
+def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed: int,
+             counted: CountedTexts | None = None) -> dict:
     """Cross-validate every C in C_GRID -> {"C", "folds", "metric", "scores": {C: mean score}}.
 
     Folds are capped by the rarest class (each fold needs every class); below 2 there is no search
-    and C is 1.0.
+    and C is 1.0. `counted`: these texts already analysed (else they are, here).
     """
     from sklearn.metrics import get_scorer
     from sklearn.model_selection import StratifiedKFold
@@ -72,12 +130,12 @@ def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed
         return {"C": 1.0, "folds": 0, "metric": scoring, "scores": {},
                 "note": "a class has fewer than 2 training rows: no cross-validation, C=1"}
     scorer = get_scorer(scoring)
+    counted = counted or CountedTexts(texts)
     scores = np.zeros((len(C_GRID), folds))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for k, (fit_rows, held_rows) in enumerate(splitter.split(texts, y)):
-        features = make_features()
-        x_fit = features.fit_transform(texts[fit_rows])
-        x_held = features.transform(texts[held_rows])
+        features = counted.fitted(fit_rows)
+        x_fit, x_held = features.rows(fit_rows), features.rows(held_rows)
         for i, c in enumerate(C_GRID):
             classifier = _fit(make_classifier(c), x_fit, y[fit_rows])
             scores[i, k] = scorer(classifier, x_held, y[held_rows])
@@ -100,9 +158,11 @@ def tfidf_scores(train_texts: np.ndarray, y_train: np.ndarray, eval_texts: dict[
     if len(np.unique(y_train)) < 2:
         return {split: {"skipped": "the training data has a single class"} for split in eval_texts}
     try:
-        search = choose_c(train_texts, y_train, scoring=scoring_for(metric), folds=folds, seed=seed)
-        features = make_features()
-        classifier = _fit(make_classifier(search["C"]), features.fit_transform(train_texts), y_train)
+        counted = CountedTexts(train_texts)
+        search = choose_c(train_texts, y_train, scoring=scoring_for(metric), folds=folds, seed=seed, counted=counted)
+        every_row = np.arange(len(train_texts))
+        features = counted.fitted(every_row)
+        classifier = _fit(make_classifier(search["C"]), features.rows(every_row), y_train)
     except ValueError as exc:  # e.g. "empty vocabulary": texts without word or repeated character n-grams
         return {split: {"skipped": f"no TF-IDF features ({exc})"} for split in eval_texts}
     fit_seconds = time.perf_counter() - started
