@@ -1,9 +1,11 @@
 """Classification speed: tunesmith vs Hugging Face Trainer, MiniLM on a fixed SST-2 subset.
 
 Contenders (same model, data, hyper-parameters, machine; each in its own process):
-  tunesmith        our loop as a user gets it: length-grouped batches, dynamic padding, precision auto,
-                   the default baselines and report
+  tunesmith        our loop as a user gets it: length-grouped batches in random order, dynamic padding,
+                   precision auto, the default baselines and report
   tunesmith_random the same with train.group_by_length: false (random batch order)
+  tunesmith_sorted_batches  the length grouping as transformers' LengthGroupedSampler orders it (each mega-batch
+                   longest batch first), patched in: tunesmith's default until 2026-12-03
   trainer_random   Trainer with dynamic padding and random batch order (its defaults otherwise: fp32)
   trainer_tuned    Trainer tuned: dynamic padding, group_by_length, bf16 where the hardware has it
   trainer_default  Trainer as the official run_glue.py runs by default: every example padded to 128
@@ -34,7 +36,7 @@ from common import emit, gemm_peak_flops, peak_rss_mb, run_contender, sst2_subse
 
 HYPER = {"batch_size": 32, "lr": 5e-5, "epochs": 1, "max_length": 128, "weight_decay": 0.01}
 TRAINER_PADDING = {"trainer_default": "max_length", "trainer_random": "random", "trainer_tuned": "tuned"}
-CONTENDERS = ("tunesmith", "tunesmith_random", *TRAINER_PADDING)
+CONTENDERS = ("tunesmith", "tunesmith_random", "tunesmith_sorted_batches", *TRAINER_PADDING)
 SEED_STUDY = "tunesmith,tunesmith_random,trainer_random,trainer_tuned"
 
 
@@ -138,9 +140,14 @@ def contender_main(args) -> None:
     from transformers import AutoModelForSequenceClassification
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{args.contender}-"))
+    if args.contender == "tunesmith_sorted_batches":
+        import tunesmith.data.encode as encode
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        encode.ShuffledLengthGroupedSampler = LengthGroupedSampler
     if args.contender.startswith("tunesmith"):
         result = run_tunesmith(args.model, args.train, args.dev, out, args.eval_every, args.precision,
-                               grouped=args.contender == "tunesmith", seed=args.seed)
+                               grouped=args.contender != "tunesmith_random", seed=args.seed)
     else:
         result = run_trainer(args.model, args.train, args.dev, out, padding=TRAINER_PADDING[args.contender],
                              eval_every=args.eval_every, seed=args.seed)
@@ -170,23 +177,37 @@ def mean_sd(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
+def last_accuracy(run: dict) -> float:
+    """The dev accuracy of the model at the end of the epoch (the last evaluation), as for every contender."""
+    return run["curve"][-1]["accuracy"]
+
+
+def best_accuracy(run: dict) -> float:
+    """The best evaluation's dev accuracy: the model tunesmith keeps (Trainer keeps the last unless told)."""
+    return max(point["accuracy"] for point in run["curve"])
+
+
 def summarize(results: dict[str, list[dict]], n_train: int, target: float | None) -> dict:
-    """Per contender over the seeds: final dev accuracy, training and whole-process seconds, and the median
-    training seconds to first reach `target` (default: trainer_random's mean final accuracy; a seed that never
-    reaches it counts as never, so a contender reaches it when most of its seeds do)."""
+    """Per contender over the seeds: last and best dev accuracy, training and whole-process seconds, and for
+    each seed the training seconds to the first evaluation at `target` or above (default: trainer_random's mean
+    last accuracy). A contender reaches the target when most of its seeds do; its time is then the median (a
+    seed that never reaches it counts as never)."""
     if target is None:
-        target = statistics.mean(r["accuracy"] for r in results["trainer_random"]) if "trainer_random" in results \
+        target = statistics.mean(map(last_accuracy, results["trainer_random"])) if "trainer_random" in results \
             else 0.83
     per_contender = {}
     for name, runs in results.items():
         times = [time_to(r["curve"], target) for r in runs]
         median = statistics.median([t if t is not None else math.inf for t in times])
         per_contender[name] = {
-            "seeds": [r["seed"] for r in runs], "accuracy": mean_sd([r["accuracy"] for r in runs]),
+            "seeds": [r["seed"] for r in runs],
+            "last_accuracy": mean_sd([last_accuracy(r) for r in runs]),
+            "best_accuracy": mean_sd([best_accuracy(r) for r in runs]),
             "train_s": mean_sd([r["train_s"] for r in runs]), "process_s": mean_sd([r["process_s"] for r in runs]),
             "padding_fraction": mean_sd([r["padding_fraction"] for r in runs]),
             "peak_rss_mb": mean_sd([r["peak_rss_mb"] for r in runs]),
-            "time_to_target_s": times, "median_time_to_target_s": None if math.isinf(median) else median,
+            "time_to_target_s": times, "seeds_reaching_target": sum(t is not None for t in times),
+            "median_time_to_target_s": None if math.isinf(median) else median,
         }
     summary = {"n_train": n_train, "target": round(target, 4), "contenders": per_contender}
     summary["targets"] = verdicts(per_contender)
@@ -194,23 +215,27 @@ def summarize(results: dict[str, list[dict]], n_train: int, target: float | None
 
 
 def verdicts(stats: dict) -> dict:
-    """Issue 18's classification targets, for each tunesmith contender: the median seconds to the target
-    accuracy >= 2x faster than the fastest Trainer contender that reaches it; mean final accuracy not below
-    trainer_random's by more than 0.3 point; whole-process seconds below trainer_tuned's."""
-    trainers = {k: v for k, v in stats.items() if k.startswith("trainer")}
-    reaching = [v["median_time_to_target_s"] for v in trainers.values() if v["median_time_to_target_s"]]
-    fastest = min(reaching) if reaching else None
+    """Issue 18's classification targets, for each tunesmith contender: it reaches the target in most seeds, and
+    >= 2x faster (median) than the fastest Trainer contender that does (met outright when no Trainer contender
+    reaches it in most seeds within the epoch); mean last accuracy not below trainer_random's by more than
+    0.3 point; whole-process seconds below trainer_tuned's."""
+    trainers = [v["median_time_to_target_s"] for k, v in stats.items() if k.startswith("trainer")]
+    fastest = min((t for t in trainers if t), default=None)
     out = {}
     for name, ours in stats.items():
         if not name.startswith("tunesmith"):
             continue
-        time = ours["median_time_to_target_s"]
-        speedup = round(fastest / time, 2) if fastest and time else None
-        row = {"speedup_to_target_vs_fastest_trainer": speedup,
-               ">=2x to the target": "met" if speedup and speedup >= 2 else "missed"}
+        row = {}
+        if trainers:  # a run without Trainer contenders has nothing to be 2x faster than
+            time = ours["median_time_to_target_s"]
+            speedup = round(fastest / time, 2) if fastest and time else None
+            met = time is not None and (fastest is None or speedup >= 2)
+            row = {"speedup_to_target_vs_fastest_trainer": speedup,
+                   "no trainer reaches the target in most seeds": fastest is None,
+                   ">=2x to the target": "met" if met else "missed"}
         if "trainer_random" in stats:
-            delta = round(100 * (ours["accuracy"]["mean"] - stats["trainer_random"]["accuracy"]["mean"]), 2)
-            row.update({"accuracy_minus_trainer_random_points": delta,
+            delta = round(100 * (ours["last_accuracy"]["mean"] - stats["trainer_random"]["last_accuracy"]["mean"]), 2)
+            row.update({"last_accuracy_minus_trainer_random_points": delta,
                         "accuracy within 0.3 point": "met" if delta >= -0.3 else "missed"})
         if "trainer_tuned" in stats:
             ratio = round(ours["process_s"]["mean"] / stats["trainer_tuned"]["process_s"]["mean"], 2)

@@ -133,7 +133,8 @@ class TrainSpec(Section):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     warmup: float = Field(0.06, ge=0, description="a fraction of the steps (< 1) or a number of steps (>= 1)")
     max_length: int = Field(128, ge=2)
-    group_by_length: bool = Field(True, description="batch rows of similar length together (less padding)")
+    group_by_length: bool = Field(True, description="batch rows of similar length together (less padding), the "
+                                  "batches in random order")
     grad_accumulation: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = Field(

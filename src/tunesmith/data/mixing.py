@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from tunesmith.data.encode import length_grouped_batches
+
 TASK_KEY = "task_id"  # each feature's (and each batch's) task index
 
 
@@ -63,7 +65,7 @@ class MixedDataset(Dataset):
 class MixedBatchSampler(Sampler):
     """Index batches into a MixedDataset, one task per batch, tasks drawn with `weights` from `generator`.
     With `lengths` (each task's row lengths; train.group_by_length) a task's rows are shuffled and then grouped by
-    length as a single-task run's are (random mega-batches of 50 batches, sorted inside: less padding)."""
+    length as a single-task run's are (data.encode.length_grouped_batches: less padding)."""
 
     def __init__(self, offsets: list[int], weights: list[float], batch_size: int, seed: int,
                  lengths: list[list[int]] | None = None):
@@ -78,13 +80,11 @@ class MixedBatchSampler(Sampler):
         return sum(-(-size // self.batch_size) for size in self.sizes)
 
     def _shuffled_batches(self, task: int) -> list[list[int]]:
-        if self.lengths is None:
-            order = torch.randperm(self.sizes[task], generator=self.generator).tolist()
-        else:
-            from transformers.trainer_pt_utils import get_length_grouped_indices
-
-            order = get_length_grouped_indices(self.lengths[task], self.batch_size, generator=self.generator)
         start = self.offsets[task]
+        if self.lengths is not None:
+            batches = length_grouped_batches(self.lengths[task], self.batch_size, self.generator)
+            return [[start + i for i in batch] for batch in batches]
+        order = torch.randperm(self.sizes[task], generator=self.generator).tolist()
         return [[start + i for i in order[j:j + self.batch_size]] for j in range(0, len(order), self.batch_size)]
 
     def __iter__(self):

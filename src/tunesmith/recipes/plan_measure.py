@@ -153,8 +153,9 @@ def _length_model(chars, encoded, max_length: int):
 
 
 def _sampler_order(lengths, batch_size: int, grouped: bool, rng):
-    """Row order of one epoch as the run's training loader makes it: transformers' LengthGroupedSampler
-    (random megabatches of min(50, n // (4 * batch)) batches, each sorted longest first) or a shuffle."""
+    """Rows of one epoch cut into the run's batches: length-grouped as data.encode.length_grouped_batches groups
+    them (random megabatches of min(50, n // (4 * batch)) batches, each sorted longest first; the run then
+    shuffles the batches, which does not change which rows share one) or a shuffle."""
     import numpy as np
 
     n = len(lengths)
