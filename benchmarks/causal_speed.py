@@ -8,6 +8,8 @@ in fp32. Two more contenders isolate tunesmith's own changes in the same run: tu
 with `lm.loss_chunk: 0` (the model's own loss over the full logits tensor; what tasks/lm_loss.py changes), and
 tunesmith_fp32_base keeps the frozen base in fp32 (`method.frozen_precision: fp32`; what
 methods/frozen_precision.py changes). tunesmith_full_logits holds the base in bf16 as tunesmith does.
+tunesmith_checkpointing is tunesmith with `method.gradient_checkpointing: true` (each decoder layer's activations
+recomputed in the backward pass): what memory it saves and what speed it costs.
 
     python benchmarks/causal_speed.py                 # 30 steps of batch 4 x 256 tokens
     python benchmarks/causal_speed.py --quick         # 6 steps: a smoke run
@@ -24,18 +26,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, emit, gemm_peak_flops, peak_rss_mb, run_contender, training_flops  # noqa: E402
 
-CONTENDERS = ("tunesmith", "tunesmith_fp32_base", "tunesmith_full_logits", "trainer_peft")
+CONTENDERS = ("tunesmith", "tunesmith_fp32_base", "tunesmith_full_logits", "tunesmith_checkpointing", "trainer_peft")
 LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 
 
 def recipe_dict(model: str, steps: int, out: Path, block: int = 256, loss_chunk: int = 256,
-                frozen_precision: str = "auto") -> dict:
+                frozen_precision: str = "auto", checkpointing: bool = False) -> dict:
     return {
         "model": model, "task": "causal_lm",
         "data": {"train": str(REPO / "data" / "tiny_shakespeare" / "input.txt"), "validation": {"split": 0.02}},
         "lm": {"text_unit": "paragraph", "validation_by": "tail", "block_size": block, "sample_prompts": [],
                "loss_chunk": loss_chunk},
-        "method": {"name": "lora", **LORA, "frozen_precision": frozen_precision},
+        "method": {"name": "lora", **LORA, "frozen_precision": frozen_precision,
+                   "gradient_checkpointing": checkpointing},
         "train": {"epochs": 1, "max_steps": steps, "batch_size": 4, "eval_batch_size": 8, "lr": 2e-4,
                   "schedule": "linear", "warmup": 0.0, "max_length": block, "eval_every": steps, "log_every": 5,
                   "early_stopping": {"metric": "loss"}, "seed": 0, "weight_decay": 0.0},
@@ -44,11 +47,11 @@ def recipe_dict(model: str, steps: int, out: Path, block: int = 256, loss_chunk:
 
 
 def run_tunesmith(model: str, steps: int, out: Path, block: int, loss_chunk: int = 256,
-                  frozen_precision: str = "auto") -> dict:
+                  frozen_precision: str = "auto", checkpointing: bool = False) -> dict:
     from tunesmith.config.recipe import validate_recipe
     from tunesmith.recipes.finetune import finetune
 
-    raw = recipe_dict(model, steps, out, block, loss_chunk, frozen_precision)
+    raw = recipe_dict(model, steps, out, block, loss_chunk, frozen_precision, checkpointing)
     result = finetune(validate_recipe(raw), echo=lambda *a: None)
     timing = result["timing"]
     return {"train_s": timing["train_s"], "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
@@ -106,7 +109,8 @@ def contender_main(args) -> None:
         # tunesmith_fp32_base: method.frozen_precision fp32 (the frozen base kept in fp32, as before)
         result = run_tunesmith(args.model, args.steps, out, args.block_size,
                                loss_chunk=0 if args.contender == "tunesmith_full_logits" else 256,
-                               frozen_precision="fp32" if args.contender == "tunesmith_fp32_base" else "auto")
+                               frozen_precision="fp32" if args.contender == "tunesmith_fp32_base" else "auto",
+                               checkpointing=args.contender == "tunesmith_checkpointing")
     config = AutoConfig.from_pretrained(resolve_model(args.model))
     with __import__("torch").device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -145,7 +149,10 @@ def main() -> None:
                    "peak_rss_mb_saved": round(unchunked["peak_rss_mb"] - ours["peak_rss_mb"], 1)},
                "bf16_vs_fp32_base": {
                    "tokens_per_s_ratio": round(ours["tokens_per_s"] / fp32_base["tokens_per_s"], 2),
-                   "peak_rss_mb_saved": round(fp32_base["peak_rss_mb"] - ours["peak_rss_mb"], 1)}}
+                   "peak_rss_mb_saved": round(fp32_base["peak_rss_mb"] - ours["peak_rss_mb"], 1)},
+               "checkpointing_vs_trainer_peft": {
+                   "tokens_per_s_ratio": round(results["tunesmith_checkpointing"]["tokens_per_s"] / peer["tokens_per_s"], 2),
+                   "peak_rss_ratio": round(results["tunesmith_checkpointing"]["peak_rss_mb"] / peer["peak_rss_mb"], 2)}}
     summary["targets"] = {  # issue 18: >= 1.4x Trainer + PEFT tokens/s, <= 0.6x its peak RSS, loss within 0.5%
         "tokens/s >= 1.4x Trainer+PEFT": "met" if summary["tokens_per_s_ratio"] >= 1.4 else "missed",
         "peak RSS <= 0.6x Trainer+PEFT": "met" if summary["peak_rss_ratio"] <= 0.6 else "missed",
