@@ -25,6 +25,21 @@ def peak_rss_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS: bytes; Linux/BSD: KiB
 
 
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the operating system (glibc's malloc_trim). torch's CPU tensors come
+    from malloc; after a phase that held a transient copy of the model (preflight's save-and-reload round
+    trip, the evaluation before training), glibc keeps the freed pages in its heap, so the process stays that
+    large while it trains. A no-op where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # musl and others: nothing to trim with
+        pass
+
+
 def peak_memory(device=None) -> dict:
     """{"peak_rss_mb": ..., "peak_gpu_mb": ... (on a CUDA device)}; MB = 2**20 bytes."""
     out = {"peak_rss_mb": round(peak_rss_bytes() / 2**20, 1)}

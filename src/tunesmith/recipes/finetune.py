@@ -29,7 +29,7 @@ from tunesmith.evaluation.verdict import quality_verdict
 from tunesmith.methods import apply_method
 from tunesmith.methods.base import load_best_weights
 from tunesmith.methods.lora import continue_start
-from tunesmith.methods.measure import peak_memory
+from tunesmith.methods.measure import peak_memory, release_freed_memory
 from tunesmith.models import check_weights_safe, resolve_model
 from tunesmith.models.parent_run import check_start
 from tunesmith.errors import PreflightError
@@ -139,6 +139,7 @@ class FineTune:
             autocast_everywhere=bf16_base)
         self.loaders = Loaders(train_loader, dict(zip(loaders.held_out, held_out)))
         self.preflight = self._preflight()
+        release_freed_memory()  # the round trip's model copy: freed, and given back before training
         stop = settings.early_stopping
         metric = self.task.stop_metric
         self.stopper = EarlyStopper(metric, self.task.metric_mode(metric), stop.patience, stop.target, stop.min_delta,
@@ -188,6 +189,7 @@ class FineTune:
         self.task.before_training(self.model, self.tokenizer, self.loaders.held_out, accelerator,
                                   train_data=self.datasets["train"])
         self.watch.before_training(self.model, log, run.read_metrics())  # transfer.watch: step 0
+        release_freed_memory()
         with self.checkpoints.signals():  # SIGINT/SIGTERM: checkpoint at the end of the step, then stop
             self.state = train_loop(
                 model=self.model, optimizer=self.optimizer, schedule=self.schedule,
@@ -209,6 +211,7 @@ class FineTune:
     def finish(self) -> dict:
         task, run, accelerator, state = self.task, self.run, self.accelerator, self.state
         accelerator.wait_for_everyone()
+        release_freed_memory()  # what training freed, before the best weights (LoRA: the fp32 base) load
         default = load_best_weights
         if engine_of(accelerator) == FSDP:  # the full best weights, read by every process, into its shards
             default = lambda model, run: load_best_weights(  # noqa: E731
