@@ -32,7 +32,8 @@ from pathlib import Path
 STARTED = time.perf_counter()  # the contender's whole process: imports, data, training, evaluations, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, gemm_peak_flops, peak_rss_mb, run_contender, sst2_subset, training_flops  # noqa: E402
+from common import (emit, gemm_peak_flops, mean_sd, peak_rss_mb, run_contender, sst2_subset,  # noqa: E402
+                    training_flops)
 
 HYPER = {"batch_size": 32, "lr": 5e-5, "epochs": 1, "max_length": 128, "weight_decay": 0.01}
 TRAINER_PADDING = {"trainer_default": "max_length", "trainer_random": "random", "trainer_tuned": "tuned"}
@@ -49,8 +50,8 @@ def run_tunesmith(model: str, train: Path, dev: Path, out: Path, eval_every: int
         "model": model,
         "data": {"train": str(train), "validation": str(dev), "columns": {"text": "sentence", "label": "label"}},
         "train": {**{k: HYPER[k] for k in ("batch_size", "lr", "epochs", "max_length", "weight_decay")},
-                  "seed": seed, "group_by_length": grouped, "warmup": 0.0, "precision": precision, "eval_every": eval_every or "epoch", "log_every": 50,
-                  "early_stopping": {"metric": "accuracy"}},
+                  "seed": seed, "group_by_length": grouped, "warmup": 0.0, "precision": precision,
+                  "eval_every": eval_every or "epoch", "log_every": 50, "early_stopping": {"metric": "accuracy"}},
         "output": str(out),
     })
     result = finetune(recipe, echo=lambda *a: None)
@@ -170,11 +171,6 @@ def time_to(curve: list[dict], target: float) -> float | None:
         if point["accuracy"] >= target:
             return round(point["train_s"], 1)
     return None
-
-
-def mean_sd(values: list[float]) -> dict:
-    return {"mean": round(statistics.mean(values), 4),
-            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
 def last_accuracy(run: dict) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -81,6 +82,12 @@ def run_contender(script: Path, args: list[str], timeout: int = 3600) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def mean_sd(values: list[float]) -> dict:
+    """Mean and sample standard deviation over seeds (sd None from a single value), rounded for JSON."""
+    return {"mean": round(statistics.mean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None}
 
 
 def emit(result: dict) -> None:

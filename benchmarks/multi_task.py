@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from common import emit, require_shared  # noqa: E402
+from common import emit, mean_sd, require_shared  # noqa: E402
 
 VALIDATION_ROWS = 400
 
@@ -105,19 +105,14 @@ def multi_task_run(data: dict, workdir: Path, args) -> dict:
             "validation": {name: scores(own["validation"]) for name, own in result["tasks"].items()}}
 
 
-def spread(values: list[float]) -> dict:
-    return {"mean": round(statistics.mean(values), 4),
-            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None}
-
-
 def summarize(runs: list[dict], tasks: list[str]) -> dict:
     """Mean and sample sd over the seeds: training seconds, and each task's accuracy, separate vs multi-task."""
-    summary = {"separate_train_s": spread([r["separate"]["train_s_total"] for r in runs]),
-               "multi_task_train_s": spread([r["multi_task"]["train_s"] for r in runs])}
+    summary = {"separate_train_s": mean_sd([r["separate"]["train_s_total"] for r in runs]),
+               "multi_task_train_s": mean_sd([r["multi_task"]["train_s"] for r in runs])}
     for name in tasks:
         separate = [r["separate"][name]["validation"]["accuracy"] for r in runs]
         multi = [r["multi_task"]["validation"][name]["accuracy"] for r in runs]
-        summary[name] = {"separate_accuracy": spread(separate), "multi_task_accuracy": spread(multi),
+        summary[name] = {"separate_accuracy": mean_sd(separate), "multi_task_accuracy": mean_sd(multi),
                          "multi_minus_separate_points": round(100 * (statistics.mean(multi) - statistics.mean(separate)), 2)}
     return summary
 

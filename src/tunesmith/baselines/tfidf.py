@@ -8,10 +8,10 @@
                loss -> neg_log_loss; any other, e.g. pr_auc, -> f1_macro)
 
 The vectorizers are refitted inside every fold, so the held-out fold never shapes the vocabulary or the
-IDF weights: the search is exactly `GridSearchCV(Pipeline([features, LogisticRegression]), {"C": C_GRID},
-cv=StratifiedKFold(k, shuffle=True, random_state=seed))` (to float rounding), only faster: the training texts are analysed into
-n-gram counts once (CountedTexts), and each fold's vocabulary, IDF weights and features are derived from the
-counts of its rows, once for all values of C. The chosen C is then refitted on the whole training set and
+IDF weights: the search is `GridSearchCV(Pipeline([features, LogisticRegression]), {"C": C_GRID},
+cv=StratifiedKFold(k, shuffle=True, random_state=seed))` to float rounding, only faster: the training texts are
+analysed into n-gram counts once (CountedTexts), and each fold's vocabulary, IDF weights and features are derived
+from the counts of its rows, once for all values of C. The chosen C is then refitted on the whole training set and
 scored on every held-out split with the same metrics as the fine-tuned model (plus log loss).
 """
 

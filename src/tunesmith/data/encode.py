@@ -48,7 +48,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch
     mega-batches of 50 batches, each sorted by length), then the full batches in a random order, the short last
     batch last. Transformers' own order runs each mega-batch from its longest batch to its shortest, so every 50
     steps the last updates come from the shortest rows (SST-2, 3 seeds: 0.8 point of dev accuracy lower at the
-    end of an epoch, 6 points after 50 steps; docs/benchmarks.md). Same batches, same padding."""
+    end of an epoch, 7 points after 50 steps; docs/benchmarks.md). Same batches, same padding."""
     indices = get_length_grouped_indices(lengths, batch_size, generator=generator)
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     full = [batch for batch in batches if len(batch) == batch_size]
