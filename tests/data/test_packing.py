@@ -56,6 +56,14 @@ def test_pack_examples_keeps_whole_examples_in_order_with_restarting_positions()
         pack_examples([{"input_ids": [1] * 17, "labels": [1] * 17}], 16)
 
 
+def test_no_example_is_predicted_from_the_one_packed_before_it():
+    """An example's first label would be predicted from the previous example's last token: -100 in the block
+    (unpacked, a row's first token is never predicted either)."""
+    blocks = pack_examples([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}, {"input_ids": [4, 5], "labels": [4, 5]}], 8)
+    assert blocks == [{"input_ids": [1, 2, 3, 4, 5], "labels": [IGNORE_INDEX, 2, 3, IGNORE_INDEX, 5],
+                       "position_ids": [0, 1, 2, 0, 1]}]
+
+
 class _Tok:
     pad_token_id = EOS
 

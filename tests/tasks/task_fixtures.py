@@ -115,5 +115,20 @@ def dpo(models: dict, root: Path) -> dict:
             "preflight_expected": ["lr_above_method"]}
 
 
+def dpo_recipe(models: dict, root: Path, **changes) -> dict:
+    """The dpo fixture's recipe in fp32, without baselines or report.html; `changes` update its sections."""
+    root.mkdir(parents=True, exist_ok=True)
+    raw = dpo(models, root)["raw"]
+    raw["baselines"] = False
+    raw["report"] = {"html": False}
+    raw["train"].update(precision="fp32")
+    for section, values in changes.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return raw
+
+
 TASK_FIXTURES = {"classification": classification, "regression": regression, "causal_lm": causal_lm, "sft": sft,
                  "multi_label": multi_label, "token_classification": token_classification, "dpo": dpo}

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from task_fixtures import dpo as dpo_fixture
+from task_fixtures import dpo_recipe
 from tunesmith.cli import main
 from tunesmith.config.recipe import validate_recipe
 from tunesmith.errors import DataError, RecipeError
@@ -33,20 +33,6 @@ def quiet(*_args, **_kwargs):
 @pytest.fixture
 def models(tiny_bert_dir, tiny_gpt2_dir, tiny_llama_dir):
     return {"bert": tiny_bert_dir, "gpt2": tiny_gpt2_dir, "llama": tiny_llama_dir}
-
-
-def dpo_recipe(models, root: Path, **changes) -> dict:
-    root.mkdir(parents=True, exist_ok=True)
-    raw = dpo_fixture(models, root)["raw"]
-    raw["baselines"] = False
-    raw["report"] = {"html": False}
-    raw["train"].update(precision="fp32")
-    for section, values in changes.items():
-        if isinstance(values, dict):
-            raw.setdefault(section, {}).update(values)
-        else:
-            raw[section] = values
-    return raw
 
 
 def train_losses(run: Path) -> list[float]:
@@ -135,13 +121,13 @@ def test_ipo_and_reference_free_simpo_learn_too(models, tmp_path, loss):
     assert result["validation"]["reward_accuracy"] >= 0.9, result["validation"]
 
 
-def test_settings_of_another_loss_and_packing_are_refused(models, tmp_path):
+def test_settings_of_another_loss_are_refused_and_packing_is_not(models, tmp_path):
     with pytest.raises(RecipeError, match="label_smoothing applies to loss sigmoid"):
         validate_recipe(dpo_recipe(models, tmp_path, preference={"loss": "ipo", "label_smoothing": 0.1}))
     with pytest.raises(RecipeError, match="uses no reference model"):
         validate_recipe(dpo_recipe(models, tmp_path, preference={"loss": "simpo", "reference": "precomputed"}))
-    with pytest.raises(RecipeError, match="lm.packing: dpo"):
-        make_task(validate_recipe(dpo_recipe(models, tmp_path, lm={"packing": True})))
+    # lm.packing: padding-free batches (tests/tasks/test_dpo_packing.py)
+    assert make_task(validate_recipe(dpo_recipe(models, tmp_path, lm={"packing": True}))).lm.packing
 
 
 def test_the_run_is_a_causal_lm_with_its_chat_template_and_a_report(models, tmp_path):

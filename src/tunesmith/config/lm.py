@@ -7,7 +7,7 @@ free of tunesmith imports, so the recipe schema does not depend on the task modu
       block_size: null          # tokens per packed block; default: train.max_length
       text_unit: paragraph      # causal_lm, .txt files: paragraph (blank-line separated) | line | file
       validation_by: document   # causal_lm: document (random documents) | tail (the end of the text)
-      packing: false            # sft: pack several short examples into one block
+      packing: false            # sft: pack short examples into blocks; dpo: each batch in one padding-free row
       chat_template: auto       # sft: auto (the model's, else the default) | model | default
       sample_prompts: null      # prompts generated from before and after training (default: from validation)
       sample_max_new_tokens: 48
@@ -32,7 +32,8 @@ class LMSpec(BaseModel):
     validation_by: Literal["document", "tail"] = Field(
         "document", description="causal_lm without a validation file: hold out data.validation.split of the "
                                 "documents at random (document), or the last part of the text (tail)")
-    packing: bool = Field(False, description="sft: pack short examples into blocks of block_size tokens; "
+    packing: bool = Field(False, description="sft: pack short examples into blocks of block_size tokens; dpo: "
+                                             "each batch's sequences end to end in one row, nothing padded; "
                                              "attention stays within each example")
     chat_template: Literal["auto", "model", "default"] = Field(
         "auto", description="sft: how conversations are rendered: the model's chat template when it has one "

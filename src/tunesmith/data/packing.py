@@ -7,7 +7,9 @@
 - `pack_examples`: sft with `lm.packing`. Whole examples (ids + labels) are placed greedily, in order, into
   blocks of at most `block_size` tokens. Each block carries `position_ids` that restart at 0 for each example,
   so Hugging Face models build a block-diagonal causal mask (no attention across examples). Transformers
-  does this only without an attention mask and without a KV cache: forward passes use `use_cache=False`.
+  does this only without an attention mask and without a KV cache: forward passes use `use_cache=False`
+  (the conditions: models/packed_attention.py). Each example's first label is -100 in the block: its logit
+  would be the previous example's last one (unpacked, a row's first token is never predicted either).
 - `LMCollator`: right-pads a batch. Padding is marked by the attention mask and by -100 labels built here,
   never by comparing ids with the pad id (for these tokenizers pad == eos, and EOS is a real target).
   Packed batches (with position_ids) get no attention mask: the padding becomes a segment of its own.
@@ -55,7 +57,7 @@ def iter_packed_examples(examples: Iterable[dict], block_size: int) -> Iterator[
             yield current
             current = {"input_ids": [], "labels": [], "position_ids": []}
         current["input_ids"] += ids
-        current["labels"] += labels
+        current["labels"] += [IGNORE_INDEX, *labels[1:]]  # never predicted from the previous example's last token
         current["position_ids"] += list(range(len(ids)))
     if current["input_ids"]:
         yield current

@@ -14,8 +14,10 @@ min_prompt_tokens prompt tokens are kept and both replies are cut on the right t
 
 Batches (`PreferenceCollator`): input_ids / attention_mask / labels of shape (2B, L), the B chosen sequences
 first, then the B rejected ones in the same pair order, right-padded; pair_index (B,); and reference_logps
-(B, 2: chosen, rejected) when the features carry them. `make_preference_loader` batches in the orders of
-data/encode.make_loader, grouping and sorting pairs by their longer side.
+(B, 2: chosen, rejected) when the features carry them. Packed (`lm.packing`, padding-free): the same 2B
+sequences end to end in one row (1, T) with position_ids restarting at 0 at each and no attention mask,
+nothing padded. `make_preference_loader` batches in the orders of data/encode.make_loader, grouping and
+sorting pairs by their longer side.
 """
 
 from __future__ import annotations
@@ -105,24 +107,17 @@ def encode_pairs(frame, tokenizer, template: str, max_length: int) -> tuple[Pref
 
 class PreferenceCollator:
     """Features -> input_ids, attention_mask, labels (2B, L: chosen rows first, then rejected), pair_index (B,),
-    and reference_logps (B, 2) when every feature has them."""
+    and reference_logps (B, 2) when every feature has them. `packed`: input_ids, labels and position_ids of
+    shape (1, T) instead, the 2B sequences end to end in the same order, no attention mask, no padding."""
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, *, packed: bool = False):
         self.pad_token_id = pad_token_id
+        self.packed = packed
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         rows = [(f[f"{side}_input_ids"], f[f"{side}_labels"]) for side in SIDES for f in features]
-        width = max(len(ids) for ids, _ in rows)
-        ids, labels, mask = [], [], []
-        for row_ids, row_labels in rows:
-            pad = width - len(row_ids)
-            ids.append(list(row_ids) + [self.pad_token_id] * pad)
-            labels.append(list(row_labels) + [IGNORE_INDEX] * pad)
-            mask.append([1] * len(row_ids) + [0] * pad)
-        batch = {"input_ids": torch.tensor(ids, dtype=torch.long),
-                 "attention_mask": torch.tensor(mask, dtype=torch.long),
-                 "labels": torch.tensor(labels, dtype=torch.long),
-                 "pair_index": torch.tensor([f["pair_index"] for f in features], dtype=torch.long)}
+        batch = packed_rows(rows) if self.packed else self.padded_rows(rows)
+        batch["pair_index"] = torch.tensor([f["pair_index"] for f in features], dtype=torch.long)
         carried = sum("reference_logps" in f for f in features)
         if carried and carried < len(features):
             raise ValueError("some features carry reference_logps and others do not")
@@ -131,11 +126,36 @@ class PreferenceCollator:
                                                     dtype=torch.float32).reshape(len(features), 2)
         return batch
 
+    def padded_rows(self, rows: list[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids, _ in rows)
+        ids, labels, mask = [], [], []
+        for row_ids, row_labels in rows:
+            pad = width - len(row_ids)
+            ids.append(list(row_ids) + [self.pad_token_id] * pad)
+            labels.append(list(row_labels) + [IGNORE_INDEX] * pad)
+            mask.append([1] * len(row_ids) + [0] * pad)
+        return {"input_ids": torch.tensor(ids, dtype=torch.long),
+                "attention_mask": torch.tensor(mask, dtype=torch.long),
+                "labels": torch.tensor(labels, dtype=torch.long)}
+
+
+def packed_rows(rows: list[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
+    """The sequences as one row (1, T): position ids restart at 0 at each, so transformers attends within each
+    sequence only; the first label of each is -100 (as DataCollatorWithFlattening does): it would be
+    predicted from the previous sequence's last token, and a padded row never predicts its first token."""
+    ids, labels, positions = [], [], []
+    for row_ids, row_labels in rows:
+        ids += row_ids
+        labels += [IGNORE_INDEX, *row_labels[1:]]
+        positions += range(len(row_ids))
+    return {key: torch.tensor([values], dtype=torch.long)
+            for key, values in (("input_ids", ids), ("labels", labels), ("position_ids", positions))}
+
 
 def make_preference_loader(dataset: EncodedDataset, tokenizer, *, batch_size: int, order: str,
-                           seed: int = 0) -> DataLoader:
+                           seed: int = 0, packed: bool = False) -> DataLoader:
     """tunesmith.data.encode.make_loader (same orders and seeds) with the preference collator; each batch holds
-    `batch_size` pairs (2 * batch_size sequences)."""
+    `batch_size` pairs (2 * batch_size sequences; `packed`: in one row)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return make_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed,
-                       collate_fn=PreferenceCollator(pad if pad is not None else 0))
+                       collate_fn=PreferenceCollator(pad if pad is not None else 0, packed=packed))

@@ -1,8 +1,10 @@
 """Preference losses and metrics (task: dpo): DPO (sigmoid, conservative), IPO and SimPO, from log-probs.
 
-A batch holds B pairs as 2B sequences, the B chosen first, then the B rejected (data/preference_encode.py);
-labels are -100 on prompt and padding tokens. `reply_logps` turns a forward pass into, per sequence, the
-summed log-prob of the reply tokens and their number; every loss below starts from those numbers.
+A batch holds B pairs as 2B sequences, the B chosen first, then the B rejected (data/preference_encode.py):
+2B right-padded rows, or with `lm.packing` one row of the 2B sequences end to end, position ids restarting at
+0 at each; labels are -100 on prompt and padding tokens. `sequence_logps` turns a forward pass into, per
+sequence, the summed log-prob of the reply tokens and their number (`reply_logps` for padded rows,
+`packed_logps` per segment of a packed row: the same numbers); every loss below starts from those numbers.
 
 With  d_c = logp_policy(chosen) - logp_ref(chosen)  and  d_r  likewise (sums over the reply tokens):
 
@@ -64,12 +66,49 @@ def reply_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
 
 
 def sequence_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward of the batch's 2B sequences; logits only from the first reply position on."""
+    """One forward of the batch's 2B sequences (padded rows, or one packed row: `packed_logps`); logits only
+    from the first reply position on."""
+    if "position_ids" in batch:
+        return packed_logps(model, batch)
     labels = batch["labels"]
     keep = labels.shape[1] - first_reply_position(labels)
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
                    logits_to_keep=keep).logits
     return reply_logps(logits, labels)
+
+
+def packed_targets(labels: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """For one packed row (1, T) whose position ids restart at 0 at each sequence: (the positions t whose logit
+    predicts a reply token at t + 1, the sequence that token belongs to, the number of sequences). The first
+    token of a sequence is never a target (its logit would be the previous sequence's last one), as the
+    first token of a padded row is never predicted."""
+    starts = position_ids[0] == 0
+    segment = starts.long().cumsum(0) - 1
+    predicted = (labels[0, 1:] != IGNORE_INDEX) & ~starts[1:]
+    where = predicted.nonzero().squeeze(1)
+    return where, segment[where + 1], int(starts.sum())
+
+
+def packed_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """`reply_logps` of a packed batch (one row, `position_ids`, no attention mask: transformers keeps the
+    sequences apart, tasks/dpo.py): logits only at the positions that predict a reply token, summed per sequence."""
+    labels, position_ids = batch["labels"], batch["position_ids"]
+    where, segment, count = packed_targets(labels, position_ids)
+    logits = model(input_ids=batch["input_ids"], position_ids=position_ids, use_cache=False,
+                   logits_to_keep=where).logits[0].float()
+    targets = labels[0, where + 1]
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    sums = picked.new_zeros(count).index_add(0, segment, picked)
+    return sums, torch.bincount(segment, minlength=count)
+
+
+def reply_token_counts(batch: dict) -> torch.Tensor:
+    """The number of predicted reply tokens of each of the batch's 2B sequences (padded or packed)."""
+    labels = batch["labels"]
+    if "position_ids" in batch:
+        _, segment, count = packed_targets(labels, batch["position_ids"])
+        return torch.bincount(segment, minlength=count)
+    return (labels[:, 1:] != IGNORE_INDEX).sum(1)
 
 
 def preference_losses(spec, policy: SideLogps, reference: SideLogps | None) -> dict[str, torch.Tensor]:

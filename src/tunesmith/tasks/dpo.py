@@ -4,7 +4,13 @@ Data (data/preference_data.py): prompt/chosen/rejected columns, chat messages pe
 (Anthropic HH "\\n\\nHuman: ...\\n\\nAssistant: ...") split into the shared prompt and the two replies; bad
 pairs are findings, dropped or an error (`preference.invalid_pairs`). Each side is rendered with the chat
 template as sft renders a conversation; labels cover the reply only; a long pair keeps its replies and
-loses the start of its prompt (data/preference_encode.py). A batch of B pairs is one forward of 2B sequences.
+loses the start of its prompt (data/preference_encode.py). A batch of B pairs is one forward of 2B sequences:
+right-padded rows, or with `lm.packing: true` padding-free, the 2B sequences end to end in ONE row with
+position ids restarting at 0 at each and no attention mask (as TRL's padding_free): transformers keeps them
+apart (a model that would not is refused: models/packed_attention.py) and each sequence's reply log-prob is
+summed over its own segment (evaluation/preference.py packed_logps). Policy, reference (adapter off, frozen
+copy, precomputed) and evaluation all score through that one function, so packed and padded give the same
+numbers (tests/tasks/test_dpo_packing.py). eval.json "lm" records `packing`.
 
 The reference model is the pretrained model: with lora / dora, the same model with its adapter switched off
 (no second copy); otherwise a frozen copy made before the method is applied. Held-out pairs are scored by
@@ -28,13 +34,12 @@ import torch
 from tqdm.auto import tqdm
 
 from tunesmith.artifacts import write_text_atomic
-from tunesmith.data.packing import IGNORE_INDEX
 from tunesmith.data.preference_data import load_preference_splits
 from tunesmith.data.preference_encode import encode_pairs, make_preference_loader
 from tunesmith.data.findings import promote_failures
 from tunesmith.errors import RecipeError
 from tunesmith.evaluation.preference import (
-    PAIR_METRICS, SideLogps, pair_records, preference_losses, sequence_logps, summarize_pairs,
+    PAIR_METRICS, SideLogps, pair_records, preference_losses, reply_token_counts, sequence_logps, summarize_pairs,
 )
 from tunesmith.inspection import check_failures
 from tunesmith.tasks.sft import SFTTask
@@ -53,11 +58,10 @@ class DPOTask(SFTTask):
     bounded_metrics = ("reward_accuracy", "logp_accuracy")
     summary_columns = ("loss", "reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward")
     random_held_out = "preference pairs"
+    one_packed_row = True  # lm.packing: a batch's 2B sequences in one row
 
     def __init__(self, recipe):
         super().__init__(recipe)
-        if recipe.lm.packing:
-            raise RecipeError("lm.packing: dpo scores each reply as a whole sequence and does not pack; remove it")
         if recipe.lm.num_proc is not None:
             raise RecipeError("lm.num_proc: dpo reads its pairs into memory and tokenizes them in one process; "
                               "remove it")
@@ -111,10 +115,13 @@ class DPOTask(SFTTask):
                         f", {replies} also had a reply cut on the right" if replies else "")
 
     def encode_summary(self) -> dict:
-        return {"splits": self.stats}
+        return {"packing": self.lm.packing, "splits": self.stats}
 
     def make_loader(self, dataset, tokenizer, *, batch_size: int, order: str, seed: int = 0):
-        return make_preference_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed)
+        """Batches of `batch_size` pairs: 2B padded rows, or (lm.packing) one row of the 2B sequences. The
+        encoded pairs are the same either way (so is the token cache's key): only the collation differs."""
+        return make_preference_loader(dataset, tokenizer, batch_size=batch_size, order=order, seed=seed,
+                                      packed=self.lm.packing)
 
     def default_prompts(self, frame) -> list[dict]:
         """The held-out prompts (their last user turn shown; the whole prompt generated from)."""
@@ -143,8 +150,7 @@ class DPOTask(SFTTask):
         """The reference's scores of the batch's pairs: looked up in `kept` ((pairs, 2), by pair_index), or computed."""
         if kept is not None:
             scores = kept.to(batch["labels"].device)[batch["pair_index"]]
-            counts = (batch["labels"][:, 1:] != IGNORE_INDEX).sum(1)
-            return SideLogps(scores[:, 0], scores[:, 1], *counts.chunk(2))
+            return SideLogps(scores[:, 0], scores[:, 1], *reply_token_counts(batch).chunk(2))
         context, module = self.reference_of(model)
         with context:
             return SideLogps.from_sequences(*sequence_logps(module, batch))

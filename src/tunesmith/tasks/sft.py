@@ -6,9 +6,10 @@ by segment; labels are -100 on every prompt token and the token ids on every ass
 assistant turn of a multi-turn chat. Conversations longer than train.max_length are cut on the right;
 one with no answer token left is dropped (both counted in eval.json "lm"). With `lm.packing`, short
 examples share blocks of lm.block_size tokens (position ids restart per example, so attention stays inside
-each one). The template used is saved with the model's tokenizer, so the run directory's model renders
-prompts exactly as in training (`tunesmith generate`, or `tokenizer.apply_chat_template`). Conversations are
-tokenized in parallel processes into a memory-mapped Arrow file (tunesmith.data.arrow_encode).
+each one; a model that would attend across them is refused: models/packed_attention.py). The template used
+is saved with the model's tokenizer, so the run directory's model renders prompts exactly as in training
+(`tunesmith generate`, or `tokenizer.apply_chat_template`). Conversations are tokenized in parallel
+processes into a memory-mapped Arrow file (tunesmith.data.arrow_encode).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tunesmith.data.arrow_encode import encode_conversations
 from tunesmith.data.chat import choose_template
 from tunesmith.data.lm_data import as_table, load_conversation_splits
 from tunesmith.errors import DataError
+from tunesmith.models.packed_attention import check_packing
 from tunesmith.tasks.lm import LMTask
 
 log = logging.getLogger("tunesmith.tasks")
@@ -31,6 +33,7 @@ class SFTTask(LMTask):
     name = "sft"
     unit = "conversations"
     chat = True
+    one_packed_row = False  # with lm.packing: blocks, several rows a batch (dpo: one row a batch)
 
     def __init__(self, recipe):
         super().__init__(recipe)
@@ -48,6 +51,8 @@ class SFTTask(LMTask):
 
     def load_model(self, model_dir):
         model, tokenizer = super().load_model(model_dir)
+        if self.lm.packing:  # refused where packed sequences would attend to each other
+            check_packing(model, one_row=self.one_packed_row)
         self.template = choose_template(tokenizer, self.lm.chat_template)
         tokenizer.chat_template = self.template  # saved with the model: generation renders as training did
         return model, tokenizer
