@@ -57,7 +57,6 @@ from typing import Callable, Iterator
 
 import torch
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
 from tunesmith.artifacts import RunDir
 from tunesmith.errors import CheckpointError, TrainingInterrupted, shown
@@ -67,6 +66,7 @@ from tunesmith.train.checkpoint_state import (Resume, dataset_fingerprint, decod
                                               rng_state, sampler_generators, set_iteration, set_rng_state,
                                               then_restore)
 from tunesmith.train.checkpoint_store import FORMAT, CheckpointStore, Damaged
+from tunesmith.train.safetensors_parts import safetensors_parts
 from tunesmith.train.distributed import agreed_signal, gather_from_ranks, share_from_main
 from tunesmith.train.loop import LoopState
 from tunesmith.train.sharding import (DEEPSPEED, checkpoint_optimizer, checkpoint_weights, engine_of,
@@ -313,8 +313,8 @@ class Checkpointer:
                 "data_fingerprint": self.data_fingerprint(),
             }
             files = {
-                "model.safetensors": save_safetensors(weights, metadata={"format": "pt", "step": str(state.step)}),
-                "state.safetensors": save_safetensors(tensors),
+                "model.safetensors": safetensors_parts(weights, metadata={"format": "pt", "step": str(state.step)}),
+                "state.safetensors": safetensors_parts(tensors),
                 "state.json": json.dumps(saved).encode(),
             }
             path = self.store.save(state.step, files)

@@ -46,9 +46,11 @@ class CheckpointStore:
         found = [(int(m.group(1)), p) for p in self.root.iterdir() if (m := _STEP_DIR.match(p.name))]
         return sorted(found, reverse=True)
 
-    def save(self, step: int, files: dict[str, bytes]) -> Path:
-        """Write `files` as checkpoint `step`: temporary directory, fsync, manifest, rename. An OSError (disk
-        full, permission denied) becomes a one-line CheckpointError; the older checkpoints are untouched."""
+    def save(self, step: int, files: dict[str, bytes | list]) -> Path:
+        """Write `files` as checkpoint `step`: temporary directory, fsync, manifest, rename. A file is bytes or a
+        list of buffers written one after the other (train/safetensors_parts.py: no copy of the tensors). An
+        OSError (disk full, permission denied) becomes a one-line CheckpointError; the older checkpoints are
+        untouched."""
         target = self.root / f"step-{step:08d}"
         tmp: Path | None = None
         writing = "the checkpoint directory"
@@ -58,8 +60,8 @@ class CheckpointStore:
             manifest = {"format": FORMAT, "step": step, "files": {}}
             for name, data in files.items():
                 writing = name
-                _write_file(tmp / name, data)
-                manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                size, digest = _write_file(tmp / name, data)
+                manifest["files"][name] = {"bytes": size, "sha256": digest}
             writing = "manifest.json"
             _write_file(tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
             fsync_dir(tmp)
@@ -171,16 +173,23 @@ class CheckpointStore:
         return manifest
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    """Write `data` to a new file and fsync it (in chunks, so a full disk fails part-way like a real one)."""
+def _write_file(path: Path, data: bytes | list) -> tuple[int, str]:
+    """Write `data` (bytes, or a list of buffers one after the other) to a new file and fsync it, in chunks (so
+    a full disk fails part-way like a real one); its size and sha256."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    digest, size = hashlib.sha256(), 0
     try:
-        view = memoryview(data)
-        for start in range(0, len(view), _CHUNK):
-            _write_chunk(fd, view[start:start + _CHUNK])
+        for part in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
+            view = memoryview(part).cast("B")
+            for start in range(0, len(view), _CHUNK):
+                chunk = view[start:start + _CHUNK]
+                _write_chunk(fd, chunk)
+                digest.update(chunk)
+            size += len(view)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return size, digest.hexdigest()
 
 
 def _write_chunk(fd: int, chunk: memoryview) -> None:
