@@ -4,7 +4,10 @@ A model that cannot lower the loss of the very batch it is stepping on (dropout 
 peak learning rate, no warm-up) will not learn the task either: the learning rate is far too low for the method
 (it barely moves), far too high (it rises, or turns nan), or no gradient reaches the weights that matter. The
 trainable weights are copied first and put back afterwards, and the probe's optimizer is thrown away, so the run
-starts from exactly the weights it would have started from.
+starts from exactly the weights it would have started from. The copy is parked in an unnamed temporary file, not
+in memory: under full fine-tuning a second copy of every weight beside the probe's gradients and Adam moments
+was the run's highest memory mark (+540 MB for a 135M model); if the file cannot be written, the copy stays in
+memory.
 
 `preflight.loss_probe: auto` (the default) runs it for runs projected (one timed probe step x the planned
 steps) to train longer than `preflight.probe_minutes`: a long run is where finding out after the fact costs most.
@@ -13,6 +16,7 @@ steps) to train longer than `preflight.probe_minutes`: a long run is where findi
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 
 import torch
@@ -29,7 +33,7 @@ def probe_losses(context, batch: dict, steps: int, minutes: float | None) -> tup
     step when the projected run is shorter. The trainable weights are restored before returning."""
     model = context.model
     trainable = [p for p in model.parameters() if p.requires_grad]
-    saved = [p.detach().clone() for p in trainable]
+    saved = ParkedWeights(trainable)
     optimizer = build_optimizer(model, context.recipe.train)
     was_training = model.training
     model.eval()  # dropout off: the fixed batch's loss moves only with the weights
@@ -49,13 +53,57 @@ def probe_losses(context, batch: dict, steps: int, minutes: float | None) -> tup
                 if minutes is not None and first_step * context.total_steps < minutes * 60:
                     break
     finally:
-        with torch.no_grad():
-            for param, value in zip(trainable, saved):
-                param.copy_(value)
-                param.grad = None
+        saved.restore()
+        for param in trainable:
+            param.grad = None
         del optimizer
         model.train(was_training)
     return losses, first_step
+
+
+class ParkedWeights:
+    """The values of `params`, written to an unnamed temporary file and read back into the same storage by
+    `restore` (exactly: the bytes themselves). A parameter that is not a contiguous CPU tensor, or all of them
+    when the file cannot be written (disk full), is kept as a copy in memory instead."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+        self.in_memory: dict[int, torch.Tensor] = {}
+        self.file = None
+        try:
+            self.file = tempfile.TemporaryFile(prefix="tunesmith-probe-")
+            for index, param in enumerate(params):
+                if parkable(param):
+                    self.file.write(raw_bytes(param))
+                else:
+                    self.in_memory[index] = param.detach().clone()
+        except OSError:
+            if self.file is not None:
+                self.file.close()
+            self.file = None
+            self.in_memory = {index: param.detach().clone() for index, param in enumerate(params)}
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            if self.file is not None:
+                self.file.seek(0)
+            for index, param in enumerate(self.params):
+                if index in self.in_memory:
+                    param.copy_(self.in_memory[index])
+                else:
+                    self.file.readinto(raw_bytes(param))
+        if self.file is not None:
+            self.file.close()
+        self.in_memory = {}
+
+
+def parkable(param: torch.Tensor) -> bool:
+    return param.device.type == "cpu" and param.is_contiguous() and param.numel() > 0
+
+
+def raw_bytes(param: torch.Tensor) -> memoryview:
+    """The parameter's own memory as bytes (writable: reading into it sets the parameter)."""
+    return memoryview(param.detach().reshape(-1).view(torch.uint8).numpy())
 
 
 def check_loss_falls(context) -> list[Finding]:
