@@ -36,7 +36,7 @@ def probe_losses(context, batch: dict, steps: int, minutes: float | None) -> tup
     saved = ParkedWeights(trainable)
     optimizer = build_optimizer(model, context.recipe.train)
     was_training = model.training
-    model.eval()  # dropout off: the fixed batch's loss moves only with the weights
+    eval_but_checkpointed(model)
     losses, first_step = [], 0.0
     try:
         for step in range(steps):
@@ -59,6 +59,20 @@ def probe_losses(context, batch: dict, steps: int, minutes: float | None) -> tup
         del optimizer
         model.train(was_training)
     return losses, first_step
+
+
+def eval_but_checkpointed(model) -> None:
+    """Dropout off (eval mode: the fixed batch's loss moves only with the weights), but the layers under
+    `method.gradient_checkpointing` still recompute their activations in the backward pass: transformers
+    checkpoints a layer only while that layer is in training mode, and a probe step without it held every
+    layer's activations (4.0 GB for smollm2 at one block of 2,048 tokens, against 2.3 GB in training). Only the
+    checkpointed layer itself is set to training; the modules inside it (their dropout) stay in eval mode."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
+            module.training = True
 
 
 class ParkedWeights:
