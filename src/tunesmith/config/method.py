@@ -12,6 +12,9 @@
       frozen_precision: auto          # lora/dora only: auto holds the frozen base in bf16 when training in bf16
                                       # (methods/frozen_precision.py); fp32 keeps it in fp32
       gradient_checkpointing: false   # any method: recompute activations in backward (less memory, ~30% slower)
+      compile: none                   # any method: none | regional (torch.compile of the repeated transformer block,
+                                      # compiled once and reused by every layer, training forwards only:
+                                      # methods/regional_compile.py); left out of the saved recipe when none
 
 Options that do not belong to the chosen method are errors, and are left out of the saved recipe.
 
@@ -28,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 METHOD_NAMES = ("full", "freeze", "bitfit", "lora", "dora")
 
-# which options belong to which methods ("gradient_checkpointing" and "name" belong to all)
+# which options belong to which methods ("gradient_checkpointing", "compile" and "name" belong to all)
 OPTIONS = {
     "freeze": ("freeze",),
     "layers": ("freeze",),
@@ -60,6 +63,8 @@ class MethodSpec(BaseModel):
 
     name: str = Field("full", description="full | freeze | bitfit | lora | dora")
     gradient_checkpointing: bool = False
+    compile: Literal["none", "regional"] = Field("none", description="none | regional: torch.compile of each "
+                                                 "repeated transformer block (methods/regional_compile.py)")
     freeze: Literal["embeddings", "layers", "all_but_head"] = "all_but_head"
     layers: int | None = Field(None, ge=1, description="freeze: layers: how many transformer layers, from the bottom")
     r: int = Field(8, ge=1)
@@ -104,13 +109,14 @@ class MethodSpec(BaseModel):
     def _only_what_applies(self, handler):
         data = handler(self)
         return {k: v for k, v in data.items() if self.name in OPTIONS.get(k, (self.name,))
-                and not (k == "layers" and v is None)}
+                and not (k == "layers" and v is None) and not (k == "compile" and v == "none")}
 
     def describe(self) -> str:
-        """A short human name: 'lora r=8', 'freeze layers 0-3', 'full + gradient checkpointing'."""
+        """A short human name: 'lora r=8', 'freeze layers 0-3', 'full + gradient checkpointing + regional compile'."""
         text = self.name
         if self.name in ("lora", "dora"):
             text += f" r={self.r}"
         elif self.name == "freeze":
             text += f" {self.freeze}" + (f" {self.layers}" if self.freeze == "layers" else "")
-        return text + (" + gradient checkpointing" if self.gradient_checkpointing else "")
+        text += " + gradient checkpointing" if self.gradient_checkpointing else ""
+        return text + (" + regional compile" if self.compile == "regional" else "")
