@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -80,6 +81,7 @@ def contender_main(args) -> None:
     raw = recipe_dict(args.model, args.steps, out, compile_mode, args.block_size, args.batch_size)
     result = finetune(validate_recipe(raw), echo=lambda *a: None)
     steps = step_seconds(out)
+    shutil.rmtree(out, ignore_errors=True)  # a run directory of smollm2 is ~0.5 GB
     steady = statistics.median(steps[STEADY_SKIP:] or steps[-1:])
     tokens_per_step = result["timing"]["tokens"] / max(len(steps), 1)
     emit({"contender": args.contender, "steps": len(steps), "first_step_s": round(steps[0], 3),
