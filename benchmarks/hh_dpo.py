@@ -13,7 +13,8 @@ subclass only skips TRL's text tokenization for data that already has prompt_ids
 text and only truncates keep_start, which cuts the reply). tunesmith tokenizes the same rows with its data
 layer. Each contender trains in its own process (clean peak RSS, taken right after training) and saves its
 adapter; a third process scores the held-out pairs before (an untrained adapter: the base) and after, for
-both, with the same code (preference_pairs.score_pairs: tunesmith.evaluation.preference, fp32).
+both, with the same code (preference_pairs.score_pairs: tunesmith.evaluation.preference, fp32). tunesmith_packed is
+tunesmith with `lm.packing: true`: each batch's sequences end to end in one row, no padding (issue 18).
 
     python benchmarks/hh_dpo.py --json results.json       # 100 steps of 4 pairs, 200 held-out pairs
     python benchmarks/hh_dpo.py --quick                   # smoke run: 3 steps, ~40 pairs
@@ -38,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, peak_rss_mb, require_shared, run_contender  # noqa: E402
 from preference_pairs import encode_pairs, read_jsonl, score_pairs, split_pairs  # noqa: E402
 
-CONTENDERS = ("tunesmith", "trl")
+CONTENDERS = ("tunesmith", "tunesmith_packed", "trl")  # tunesmith_packed: lm.packing (padding-free)
 SOURCE = "hh_rlhf_harmless/harmless-base-test.jsonl.gz"
 
 
-def tunesmith_recipe(args, out: Path, train_pairs: int) -> dict:
+def tunesmith_recipe(args, out: Path, train_pairs: int, packing: bool = False) -> dict:
     """Task dpo with the same budget. epochs: enough for max_steps (TRL's max_steps runs past epoch ends); one
     validation only, at the last step, so RUN/adapter (the best evaluation's) is the final adapter, as TRL's."""
     workdir = Path(args.workdir)
@@ -58,12 +59,13 @@ def tunesmith_recipe(args, out: Path, train_pairs: int) -> dict:
                   "schedule": "linear", "warmup": 0.0, "weight_decay": args.weight_decay, "max_length": args.max_length,
                   "grad_accumulation": 1, "max_grad_norm": 1.0, "precision": "auto", "seed": args.seed,
                   "eval_every": args.steps, "group_by_length": False},
+        "lm": {"packing": packing},
         "report": {"html": False},
         "output": str(out),
     }
 
 
-def run_tunesmith(args, out: Path) -> dict:
+def run_tunesmith(args, out: Path, packing: bool = False) -> dict:
     from tunesmith.config.recipe import validate_recipe
     from tunesmith.recipes.finetune import finetune
     from tunesmith.tasks import TASKS
@@ -71,9 +73,10 @@ def run_tunesmith(args, out: Path) -> dict:
     if "dpo" not in TASKS:
         return {"skipped": "task dpo is not registered on this branch yet (tasks/dpo.py: git merge main)"}
     train_pairs = len(read_jsonl(Path(args.workdir) / "train.jsonl"))
-    result = finetune(validate_recipe(tunesmith_recipe(args, out, train_pairs)), echo=lambda *a: None)
+    result = finetune(validate_recipe(tunesmith_recipe(args, out, train_pairs, packing)), echo=lambda *a: None)
     timing = result["timing"]
-    return {"train_s": timing["train_s"], "tokens": timing["tokens"], "adapter": str(out / "adapter"),
+    return {"train_s": timing["train_s"], "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
+            "adapter": str(out / "adapter"),
             "precision": result["environment"]["precision"]}
 
 
@@ -121,7 +124,10 @@ def run_trl(args, out: Path) -> dict:
 
 def contender_main(args) -> None:
     out = Path(tempfile.mkdtemp(prefix=f"bench-dpo-{args.contender}-"))
-    result = (run_tunesmith if args.contender == "tunesmith" else run_trl)(args, out)
+    if args.contender.startswith("tunesmith"):
+        result = run_tunesmith(args, out, packing=args.contender == "tunesmith_packed")
+    else:
+        result = run_trl(args, out)
     result.update({"contender": args.contender, "peak_rss_mb": round(peak_rss_mb(), 1)})  # before any scoring
     if "train_s" in result:
         result["tokens_per_s"] = round(result["tokens"] / result["train_s"], 1)
@@ -178,7 +184,7 @@ def main(argv=None) -> None:
     parser.add_argument("--names", help=argparse.SUPPRESS)
     parser.add_argument("--adapters", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated: tunesmith,trl")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated: tunesmith,tunesmith_packed,trl")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
