@@ -273,6 +273,7 @@ def sharded(kind: str, **deepspeed_config):
     (["method.name=dora"], "method dora is not supported under FSDP"),
     (["baselines=[scratch]"], "baselines: scratch is not supported under FSDP"),
     (["task=dpo"], "task dpo is not supported under FSDP"),
+    (["method.compile=regional"], "method.compile: regional is not supported under FSDP: compiling sharded layers"),
 ])
 def test_recipes_fsdp_cannot_run_are_refused(small_recipe, overrides, expected):
     from tunesmith.config.recipe import load_recipe

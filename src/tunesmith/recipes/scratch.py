@@ -38,7 +38,8 @@ def scratch_recipe(recipe, model_dir: Path, output: Path):
     raw.pop("transfer", None)
     raw["overwrite"] = True  # RUN/baselines/scratch belongs to the run: a finished one of an earlier run is replaced
     if isinstance(raw.get("method"), dict):  # every weight is random: train them all (no frozen layers, no LoRA)
-        raw["method"] = {"name": "full", "gradient_checkpointing": raw["method"].get("gradient_checkpointing", False)}
+        raw["method"] = {"name": "full", **{key: raw["method"][key] for key in ("gradient_checkpointing", "compile")
+                                            if key in raw["method"]}}
     if raw.get("resume") is True:  # a scratch run may not have started yet: resume only if it has a checkpoint
         raw["resume"] = "auto"
     raw["report"] = {**raw.get("report", {}), "html": False, "trackers": []}

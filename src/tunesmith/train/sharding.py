@@ -195,6 +195,8 @@ def check_recipe(recipe, accelerator) -> None:
         (recipe.task == "dpo", "task dpo", "its reference model is a second, unsharded copy of the model"),
         (recipe.transfer is not None, "transfer.watch", "it evaluates another run's model beside this one"),
         (recipe.baselines.scratch, "baselines: scratch", "it trains a second model in the same processes"),
+        (recipe.method.compile != "none", f"method.compile: {recipe.method.compile}",
+         "compiling sharded layers is not tested; set method.compile: none"),
     ]
     for hit, what, why in refused:
         if hit:
