@@ -7,7 +7,8 @@ is not an OSError this package can report. These parts are written by train/chec
 any other file, and are read back by the safetensors library itself (the format is its documented one: an
 8-byte little-endian header length, a JSON header padded with spaces to 8 bytes, the tensors' bytes in order).
 Tensors are laid out as safetensors lays them out (by dtype, the 8-byte ones first, then by name), so every
-tensor starts aligned to its element size and the bytes equal `safetensors.torch.save`'s (tested).
+tensor starts aligned to its element size and the bytes equal `safetensors.torch.save`'s (tested; with several
+metadata keys safetensors orders them as its hash map does, so only the header's content is the same).
 """
 
 from __future__ import annotations
