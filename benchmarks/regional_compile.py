@@ -39,26 +39,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, emit, peak_rss_mb, run_contender  # noqa: E402
+from causal_speed import recipe_dict as lora_recipe  # noqa: E402
+from common import emit, peak_rss_mb, run_contender  # noqa: E402
 
 CONTENDERS = ("eager", "regional", "regional_warm")
-LORA = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
-LR = 2e-4
 STEADY_SKIP = 2  # steps left out of the steady step: the first compiles, the second may recompile (a new shape)
 
 
 def recipe_dict(model: str, steps: int, out: Path, compile_mode: str, block: int = 256, batch_size: int = 4) -> dict:
-    return {
-        "model": model, "task": "causal_lm",
-        "data": {"train": str(REPO / "data" / "tiny_shakespeare" / "input.txt"), "validation": {"split": 0.02}},
-        "lm": {"text_unit": "paragraph", "validation_by": "tail", "block_size": block, "sample_prompts": []},
-        "method": {"name": "lora", **LORA, "compile": compile_mode},
-        "train": {"epochs": 1, "max_steps": steps, "batch_size": batch_size, "eval_batch_size": 8, "lr": LR,
-                  "schedule": "linear", "warmup": 0.0, "max_length": block, "eval_every": steps, "log_every": 1,
-                  "early_stopping": {"metric": "loss"}, "seed": 0, "weight_decay": 0.0},
-        "report": {"html": False}, "baselines": False,
-        "output": str(out),
-    }
+    """causal_speed.py's LoRA recipe with `method.compile`, a log record every step, no baselines or report."""
+    raw = lora_recipe(model, steps, out, block, batch_size=batch_size)
+    raw["method"]["compile"] = compile_mode
+    raw["train"]["log_every"] = 1
+    return {**raw, "report": {"html": False}, "baselines": False}
 
 
 def step_seconds(run: Path) -> list[float]:

@@ -23,6 +23,7 @@ import torch
 
 from tunesmith.data.findings import Finding
 from tunesmith.train.optim import build_optimizer
+from tunesmith.train.safetensors_parts import tensor_bytes
 
 MIN_FALL = 0.02  # the last probe loss must be at least 2% below the first
 MAX_RISE = 0.05  # ... and a rise of more than 5% means the rate is too high
@@ -88,7 +89,7 @@ class ParkedWeights:
             self.file = tempfile.TemporaryFile(prefix="tunesmith-probe-")
             for index, param in enumerate(params):
                 if parkable(param):
-                    self.file.write(raw_bytes(param))
+                    self.file.write(tensor_bytes(param))
                 else:
                     self.in_memory[index] = param.detach().clone()
         except OSError:
@@ -105,7 +106,7 @@ class ParkedWeights:
                 if index in self.in_memory:
                     param.copy_(self.in_memory[index])
                 else:
-                    self.file.readinto(raw_bytes(param))
+                    self.file.readinto(tensor_bytes(param))
         if self.file is not None:
             self.file.close()
         self.in_memory = {}
@@ -114,10 +115,6 @@ class ParkedWeights:
 def parkable(param: torch.Tensor) -> bool:
     return param.device.type == "cpu" and param.is_contiguous() and param.numel() > 0
 
-
-def raw_bytes(param: torch.Tensor) -> memoryview:
-    """The parameter's own memory as bytes (writable: reading into it sets the parameter)."""
-    return memoryview(param.detach().reshape(-1).view(torch.uint8).numpy())
 
 
 def check_loss_falls(context) -> list[Finding]:

@@ -41,7 +41,12 @@ def safetensors_parts(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
         header[name] = {"dtype": DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
         offset += size
         if size:
-            views.append(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+            views.append(tensor_bytes(tensor))
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)
     return [struct.pack("<Q", len(text)) + text, *views]
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """A contiguous CPU tensor's own memory as bytes, no copy (writable: reading into it sets the tensor)."""
+    return memoryview(tensor.detach().reshape(-1).view(torch.uint8).numpy())
