@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from tunesmith.data.chat import IGNORE_INDEX, renderer
 from tunesmith.data.encode import EncodedDataset, make_loader
+from tunesmith.data.packing import pack_examples
 from tunesmith.errors import DataError
 
 MIN_PROMPT_TOKENS = 8
@@ -142,14 +143,11 @@ class PreferenceCollator:
 def packed_rows(rows: list[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
     """The sequences as one row (1, T): position ids restart at 0 at each, so transformers attends within each
     sequence only; the first label of each is -100 (as DataCollatorWithFlattening does): it would be
-    predicted from the previous sequence's last token, and a padded row never predicts its first token."""
-    ids, labels, positions = [], [], []
-    for row_ids, row_labels in rows:
-        ids += row_ids
-        labels += [IGNORE_INDEX, *row_labels[1:]]
-        positions += range(len(row_ids))
-    return {key: torch.tensor([values], dtype=torch.long)
-            for key, values in (("input_ids", ids), ("labels", labels), ("position_ids", positions))}
+    predicted from the previous sequence's last token, and a padded row never predicts its first token. The
+    block of data/packing.py pack_examples (sft's packing), as large as the batch."""
+    examples = [{"input_ids": ids, "labels": labels} for ids, labels in rows]
+    (block,) = pack_examples(examples, block_size=sum(len(ids) for ids, _ in rows))  # one block holds them all
+    return {key: torch.tensor([block[key]], dtype=torch.long) for key in ("input_ids", "labels", "position_ids")}
 
 
 def make_preference_loader(dataset: EncodedDataset, tokenizer, *, batch_size: int, order: str,
