@@ -14,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from tunesmith.config.baselines import BaselinesSpec
-from tunesmith.baselines.tfidf import C_GRID, choose_c, tfidf_scores
+from tunesmith.baselines.tfidf import C_GRID, PARALLEL_MIN_ROWS, choose_c, fold_workers, tfidf_scores
 from tunesmith.config.recipe import validate_recipe
 
 SMS = Path(__file__).resolve().parents[2] / "data" / "sms_spam" / "SMSSpamCollection"
@@ -97,3 +97,20 @@ def test_baselines_section_errors_name_the_key():
         validate_recipe({"model": "m", "data": {"train": "t.csv"}, "baselines": ["bert"]})
     with pytest.raises(RecipeError, match=r"did you mean 'baselines.tfidf'"):
         validate_recipe({"model": "m", "data": {"train": "t.csv"}, "baselines": {"tfdf": True}})
+
+
+def test_the_folds_score_the_same_in_worker_processes(sms):
+    """Two worker processes (what a training set of PARALLEL_MIN_ROWS rows or more gets on a 2-core machine)
+    compute exactly the scores of one process, and both equal GridSearchCV's."""
+    x_train, y_train, _, _ = sms
+    serial = choose_c(x_train[:150], y_train[:150], scoring="f1_macro", folds=3, seed=2, workers=1)
+    parallel = choose_c(x_train[:150], y_train[:150], scoring="f1_macro", folds=3, seed=2, workers=2)
+    assert parallel == serial
+    search = direct_sklearn(x_train[:150], y_train[:150], "f1_macro", folds=3, seed=2)
+    assert list(parallel["scores"].values()) == pytest.approx(list(search.cv_results_["mean_test_score"]), abs=1e-9)
+
+
+def test_fold_workers_are_one_for_small_data_and_at_most_one_per_fold():
+    assert fold_workers(PARALLEL_MIN_ROWS - 1, folds=5) == 1
+    assert 1 <= fold_workers(PARALLEL_MIN_ROWS, folds=5) <= 5
+    assert fold_workers(10**6, folds=2) <= 2

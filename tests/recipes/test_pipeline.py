@@ -71,7 +71,8 @@ def test_the_saved_model_is_the_best_evaluation(bert_run):
     during = [r for r in evals if r["type"] == "eval" and not r.get("final")]
     best = max(during, key=lambda r: r["macro_f1"])
     assert result["best"]["step"] == best["step"]
-    # the final validation pass ran on the reloaded best checkpoint and reproduces its score
+    # the final validation metrics are the best evaluation's (a pass over the reloaded best model gives the same:
+    # test_the_final_validation_metrics_are_those_of_the_reloaded_best_model)
     assert result["validation"]["macro_f1"] == pytest.approx(best["macro_f1"])
     assert result["validation"]["loss"] == pytest.approx(best["loss"], rel=1e-4)
 
@@ -120,3 +121,44 @@ def test_decoders_train_as_classifiers(fixture, request, train_file, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
     assert model.config.pad_token_id is not None
     assert model.config.id2label == {0: "neg", 1: "pos"}
+
+
+def count_validation_passes(monkeypatch) -> list[str]:
+    """Every task.evaluate call's desc, from now on."""
+    from tunesmith.tasks.classification import ClassificationTask
+
+    calls, evaluate = [], ClassificationTask.evaluate
+
+    def counted(self, model, loader, accelerator, *, desc="eval"):
+        calls.append(desc)
+        return evaluate(self, model, loader, accelerator, desc=desc)
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", counted)
+    return calls
+
+
+def test_the_final_validation_metrics_are_those_of_the_reloaded_best_model(tiny_bert_dir, train_file, tmp_path,
+                                                                           monkeypatch):
+    """method full: the best step's validation metrics stand for the final ones (no second pass), and they are
+    exactly what evaluating the reloaded best model gives (the same run with the final pass forced)."""
+    from tunesmith.recipes.finetune import FineTune
+
+    raw = dict(epochs=4, eval_every=5, early_stopping={"metric": "accuracy"})  # ties keep the first best
+    calls = count_validation_passes(monkeypatch)
+    reused = finetune(validate_recipe(tiny_recipe(tiny_bert_dir, train_file, tmp_path / "a", **raw)), echo=quiet)
+    assert calls.count("validation") == 12  # 60 steps / 5: no final pass
+    assert 0 < reused["best"]["step"] < reused["steps"]  # the best model is an earlier one: it is reloaded
+    monkeypatch.setattr(FineTune, "_best_validation_metrics", lambda self: None)
+    calls.clear()
+    evaluated = finetune(validate_recipe(tiny_recipe(tiny_bert_dir, train_file, tmp_path / "b", **raw)), echo=quiet)
+    assert calls.count("validation") == 13
+    assert evaluated["validation"] == reused["validation"]  # every metric, exactly
+    assert reused["validation"]["accuracy"] == reused["best"]["value"]
+
+
+def test_a_merged_adapter_is_evaluated_again(tiny_bert_dir, train_file, tmp_path, monkeypatch):
+    """method lora: the merged model rounds the trained weights, so the final validation pass runs."""
+    calls = count_validation_passes(monkeypatch)
+    raw = tiny_recipe(tiny_bert_dir, train_file, tmp_path / "r", epochs=1, eval_every=5)
+    finetune(validate_recipe({**raw, "method": {"name": "lora"}}), echo=quiet)
+    assert calls.count("validation") == 4  # 15 steps: evaluations at 5, 10, 15, and the final pass

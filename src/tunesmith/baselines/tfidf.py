@@ -11,12 +11,15 @@ The vectorizers are refitted inside every fold, so the held-out fold never shape
 IDF weights: the search is `GridSearchCV(Pipeline([features, LogisticRegression]), {"C": C_GRID},
 cv=StratifiedKFold(k, shuffle=True, random_state=seed))` to float rounding, only faster: the training texts are
 analysed into n-gram counts once (CountedTexts), and each fold's vocabulary, IDF weights and features are derived
-from the counts of its rows, once for all values of C. The chosen C is then refitted on the whole training set and
-scored on every held-out split with the same metrics as the fine-tuned model (plus log loss).
+from the counts of its rows, once for all values of C. The folds are scored in parallel worker processes (one per
+CPU core, up to one per fold) when the training set has PARALLEL_MIN_ROWS rows or more: every fold computes the same
+numbers in a worker as in this process. The chosen C is then refitted on the whole training set and scored on every
+held-out split with the same metrics as the fine-tuned model (plus log loss).
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -28,6 +31,7 @@ C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 SCORING = {"accuracy": "accuracy", "macro_f1": "f1_macro", "weighted_f1": "f1_weighted",
            "balanced_accuracy": "balanced_accuracy", "loss": "neg_log_loss"}
 PAIR_SEPARATOR = "\n"
+PARALLEL_MIN_ROWS = 2000  # below it, starting the worker processes (~1 s) costs more than the folds take
 
 
 def make_features():
@@ -60,6 +64,13 @@ class CountedTexts:
                 raise ValueError("CountedTexts supports an integer min_df only, without max_df or max_features")
             counter = CountVectorizer(**{**{k: v for k, v in params.items() if k in count_params}, "min_df": 1})
             self.blocks.append((counter, counter.fit_transform(texts).tocsr(), params))
+
+    def without_vocabularies(self) -> "CountedTexts":
+        """The counts alone, for the cross-validation's workers: `fitted(rows).rows(r)` needs no vocabulary (only
+        `transform` of new texts does), and the character n-gram vocabulary is the bulk of what a worker is sent."""
+        light = object.__new__(CountedTexts)
+        light.blocks = [(None, counts, params) for _, counts, params in self.blocks]
+        return light
 
     def fitted(self, rows: np.ndarray) -> "FoldFeatures":
         from sklearn.feature_extraction.text import TfidfTransformer
@@ -116,33 +127,48 @@ def scoring_for(metric: str) -> str:
 
 
 def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed: int,
-             counted: CountedTexts | None = None) -> dict:
+             counted: CountedTexts | None = None, workers: int | None = None) -> dict:
     """Cross-validate every C in C_GRID -> {"C", "folds", "metric", "scores": {C: mean score}}.
 
     Folds are capped by the rarest class (each fold needs every class); below 2 there is no search
-    and C is 1.0. `counted`: these texts already analysed (else they are, here).
+    and C is 1.0. `counted`: these texts already analysed (else they are, here). `workers`: processes scoring
+    the folds (default: fold_workers); the scores do not depend on it.
     """
-    from sklearn.metrics import get_scorer
+    from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold
 
     folds = int(min(folds, np.bincount(y).min()))
     if folds < 2:
         return {"C": 1.0, "folds": 0, "metric": scoring, "scores": {},
                 "note": "a class has fewer than 2 training rows: no cross-validation, C=1"}
-    scorer = get_scorer(scoring)
-    counted = counted or CountedTexts(texts)
-    scores = np.zeros((len(C_GRID), folds))
+    counts = (counted or CountedTexts(texts)).without_vocabularies()
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (fit_rows, held_rows) in enumerate(splitter.split(texts, y)):
-        features = counted.fitted(fit_rows)
-        x_fit, x_held = features.rows(fit_rows), features.rows(held_rows)
-        for i, c in enumerate(C_GRID):
-            classifier = _fit(make_classifier(c), x_fit, y[fit_rows])
-            scores[i, k] = scorer(classifier, x_held, y[held_rows])
-    means = scores.mean(axis=1)
+    workers = fold_workers(len(texts), folds) if workers is None else workers
+    per_fold = Parallel(n_jobs=workers, backend="loky")(
+        delayed(score_fold)(counts, y, fit_rows, held_rows, scoring) for fit_rows, held_rows in splitter.split(texts, y))
+    means = np.asarray(per_fold).mean(axis=0)  # folds x C -> the mean score of each C
     best = int(np.argmax(means))  # the first of equal scores, as GridSearchCV
     return {"C": C_GRID[best], "folds": folds, "metric": scoring,
             "scores": {f"{c:g}": float(m) for c, m in zip(C_GRID, means)}}
+
+
+def score_fold(counts: CountedTexts, y: np.ndarray, fit_rows: np.ndarray, held_rows: np.ndarray,
+               scoring: str) -> list[float]:
+    """One fold: features fitted on its training rows, a classifier per C, each scored on the held-out rows."""
+    from sklearn.metrics import get_scorer
+
+    scorer = get_scorer(scoring)
+    features = counts.fitted(fit_rows)
+    x_fit, x_held = features.rows(fit_rows), features.rows(held_rows)
+    return [float(scorer(_fit(make_classifier(c), x_fit, y[fit_rows]), x_held, y[held_rows])) for c in C_GRID]
+
+
+def fold_workers(rows: int, folds: int) -> int:
+    """Processes for the folds: one per usable CPU core, at most one per fold; one below PARALLEL_MIN_ROWS."""
+    if rows < PARALLEL_MIN_ROWS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(folds, cores))
 
 
 def tfidf_scores(train_texts: np.ndarray, y_train: np.ndarray, eval_texts: dict[str, np.ndarray],

@@ -43,6 +43,11 @@ class AppliedMethod:
         """The best model, loaded, for the final evaluation (a PEFT method returns it merged)."""
         return self.method.load_best(model, run, default, tokenizer)
 
+    @property
+    def reloads_exactly(self) -> bool:
+        """The best model, loaded, holds exactly the weights evaluated at the best step."""
+        return self.method.reloads_exactly
+
     def summary(self) -> dict:
         return {"name": self.spec.name, "description": self.spec.describe(), "trainable_params": self.trainable,
                 "total_params": self.total, "trainable_fraction": round(self.trainable / max(self.total, 1), 6),

@@ -16,6 +16,7 @@ class Method:
     """Full fine-tuning behaviour; other methods override `apply`, and PEFT ones `save` / `load_best`."""
 
     name = "full"
+    reloads_exactly = True  # load_best gives back the trained weights bit for bit (a PEFT merge rounds them)
 
     def apply(self, model, spec):
         """Return the model to train (the same object, or a wrapper) with `requires_grad` set."""

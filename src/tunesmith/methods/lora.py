@@ -66,6 +66,7 @@ def target_modules(model, spec) -> list[str]:
 
 class LoRA(Method):
     name = "lora"
+    reloads_exactly = False  # the adapter merged into the base weights: the same model up to rounding
     use_dora = False
 
     def apply(self, model, spec):

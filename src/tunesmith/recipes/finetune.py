@@ -42,7 +42,7 @@ from tunesmith.trackers import finish_tracking, make_trackers, start_tracking
 from tunesmith.train.checkpoint import Checkpointer
 from tunesmith.train.checkpoint_store import finished_result
 from tunesmith.train.distributed import batches_per_process, main_process, share_from_main
-from tunesmith.train.loop import plan_steps, train_loop
+from tunesmith.train.loop import plan_steps, recorded_evaluation, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
 from tunesmith.train.precision import hold_frozen_weights, make_accelerator, prepare_for_training
 from tunesmith.train.sharding import (FSDP, check_model, check_recipe, engine_of, full_model_state,
@@ -131,7 +131,7 @@ class FineTune:
         self.plan = plan_steps(batches_per_process(len(loaders.train), self.accelerator.num_processes), settings)
         self.optimizer = build_optimizer(self.model, settings)
         self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)
-        bf16_base = hold_frozen_weights(self.accelerator, self.model, recipe.method, self.echo)
+        self.bf16_base = bf16_base = hold_frozen_weights(self.accelerator, self.model, recipe.method, self.echo)
         # mixed precision covers the training forward only: every evaluation runs in fp32, so their numbers compare
         # (a frozen base held in bf16: evaluations during training in bf16, the final one in fp32)
         self.model, self.optimizer, train_loader, *held_out = prepare_for_training(
@@ -217,9 +217,8 @@ class FineTune:
             default = lambda model, run: load_best_weights(  # noqa: E731
                 model, run, load_state=lambda state: load_full_model_state(accelerator, self.model, state))
         model = self.method.load_best(accelerator.unwrap_model(self.model), run, default, self.tokenizer)
-        task.after_training(model, self.loaders.held_out["validation"], accelerator, run, self.echo)
-        final = {name: task.evaluate(model, loader, accelerator, desc=name)
-                 for name, loader in self.loaders.held_out.items()}
+        retuned = task.after_training(model, self.loaders.held_out["validation"], accelerator, run, self.echo)
+        final = self._final_evaluations(model, self._best_validation_metrics() if not retuned else None)
         for name, metrics in final.items():
             self.log({"type": "eval", "split": name, "step": self.stopper.best_step, "final": True, **metrics})
         result = {
@@ -257,6 +256,21 @@ class FineTune:
             if self.recipe.report.html:
                 result["report"] = write_report_safely(run, self.echo)
         return result
+
+
+    def _final_evaluations(self, model, validation: dict | None) -> dict:
+        """Every held-out split evaluated on the best model; `validation`: its metrics already known."""
+        return {name: validation if name == "validation" and validation is not None
+                else self.task.evaluate(model, loader, self.accelerator, desc=name)
+                for name, loader in self.loaders.held_out.items()}
+
+    def _best_validation_metrics(self) -> dict | None:
+        """The metrics of the evaluation at the best step when evaluating the reloaded best model would repeat it
+        exactly - the same weights (not a PEFT merge), the same precision (no bf16 frozen base), one full copy of
+        the weights (not FSDP / DeepSpeed shards) - else None. It saves a pass over the validation set."""
+        if not self.method.reloads_exactly or self.bf16_base or engine_of(self.accelerator) is not None:
+            return None
+        return recorded_evaluation(self.state, self.stopper.best_step)
 
 
 def quiet(*_args, **_kwargs) -> None:

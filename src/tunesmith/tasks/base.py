@@ -207,8 +207,10 @@ class Task(ABC):
         """Measure the model before any step (LM tasks: pretrained perplexity and generations; dpo: the reference
         model's log-probs of the held-out pairs, and with `train_data` (the encoded training split) its pairs')."""
 
-    def after_training(self, model, validation_loader, accelerator, run, echo) -> None:
-        """The best model is loaded, before the final evaluations (classification: tune the threshold)."""
+    def after_training(self, model, validation_loader, accelerator, run, echo) -> bool:
+        """The best model is loaded, before the final evaluations (classification: tune the threshold). True when
+        it changed how predictions are decided, so the validation metrics of the best step no longer stand."""
+        return False
 
     # ---- results ----------------------------------------------------------------------------
     def baselines(self, split_names: list[str]) -> dict:

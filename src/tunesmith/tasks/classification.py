@@ -165,11 +165,11 @@ class ClassificationTask(SequenceTask):
                 self.warn(f"{desc}: {message}")
         return metrics
 
-    def after_training(self, model, validation_loader, accelerator, run, echo) -> None:
+    def after_training(self, model, validation_loader, accelerator, run, echo) -> bool:
         """Binary tasks with imbalance.threshold.tune: choose the threshold on validation, apply it for the
         final evaluation, and store it in RUN/model/config.json."""
         if not self.recipe.imbalance.threshold.tune or self.positive is None:
-            return
+            return False
         probs, gold, _ = self.predict_probs(model, validation_loader, accelerator, desc="threshold")
         record = tune_decision_threshold(probs, gold, self.positive, self.labels.names,
                                          threshold_metric(self.recipe.imbalance, self.stop_metric),
@@ -178,6 +178,7 @@ class ClassificationTask(SequenceTask):
         echo(f"decision threshold for '{record['label']}': {record['value']:.4f} (validation {record['metric']} "
              f"{record['score_at_0.5']:.4f} at 0.5 -> {record['score']:.4f}; validation scores below are "
              f"optimistic, test scores are not)")
+        return True
 
     # ---- results ----------------------------------------------------------------------------
     def baselines(self, split_names: list[str]) -> dict:

@@ -164,12 +164,12 @@ class MultiLabelTask(SequenceTask):
         metrics["loss"] = loss
         return metrics
 
-    def after_training(self, model, validation_loader, accelerator, run, echo) -> None:
+    def after_training(self, model, validation_loader, accelerator, run, echo) -> bool:
         """With multi_label.threshold.tune: the thresholds that maximise the threshold metric on validation,
         applied to the final evaluations and stored in RUN/model/config.json."""
         setting = self.spec.threshold
         if not setting.tune:
-            return
+            return False
         probs, gold, _ = self.predict_probs(model, validation_loader, accelerator, desc="thresholds")
         metric = self.threshold_metric
         cuts = tune_thresholds(probs, gold, metric, per_label=setting.per_label, default=setting.value)
@@ -183,6 +183,7 @@ class MultiLabelTask(SequenceTask):
         shown = ", ".join(f"{n} {t:.2f}" for n, t in zip(self.names, cuts)) if setting.per_label else f"{cuts[0]:.2f}"
         echo(f"decision threshold{'s' if setting.per_label else ''}: {shown} (validation {metric} {before:.4f} at "
              f"{setting.value:g} -> {after:.4f}; validation scores below are optimistic, test scores are not)")
+        return True
 
     # ---- results ----------------------------------------------------------------------------
     def baselines(self, split_names: list[str]) -> dict:

@@ -192,6 +192,17 @@ class Pending:
         state.running_batches += count
 
 
+RECORD_KEYS = ("type", "split", "step", "epoch", "train_s", "is_best")  # what the loop adds to an evaluation's metrics
+
+
+def recorded_evaluation(state: LoopState, step: int | None) -> dict | None:
+    """The validation metrics the loop's evaluation at `step` returned (its own keys removed), or None."""
+    for record in state.history:
+        if record["step"] == step:
+            return {key: value for key, value in record.items() if key not in RECORD_KEYS}
+    return None
+
+
 def _evaluate_and_decide(state, plan, stopper, evaluate, on_best, log) -> None:
     if state.history and state.history[-1]["step"] == state.step:
         return  # already evaluated at this step
