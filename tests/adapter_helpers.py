@@ -47,7 +47,9 @@ def lora_recipe(model, root: Path, name: str, *, rows: str | None = None, method
     make = TASK_ROWS[rows or name]
     train = write_csv(data / "train.csv", make(48, seed=1))
     validation = write_csv(data / "validation.csv", make(24, seed=2))
-    raw = tiny_recipe(model, train, root / name, epochs=1, lr=5e-2, early_stopping={"metric": "loss"})
+    # eval_precision fp32: merge and switch re-evaluate in fp32 and compare with the run's eval.json
+    raw = tiny_recipe(model, train, root / name, epochs=1, lr=5e-2, early_stopping={"metric": "loss"},
+                      eval_precision="fp32")
     raw["data"]["validation"] = str(validation)
     raw.update(method={"name": method, "r": 4}, baselines=False, report={"html": False})
     raw.update(changes)

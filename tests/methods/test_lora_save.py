@@ -104,7 +104,7 @@ def test_lora_run_end_to_end_reloads_to_its_final_metrics(tiny_bert_dir, tmp_pat
     """A LoRA run's eval.json numbers are those of what it saved: evaluate/predict on RUN reproduce them."""
     train = write_csv(tmp_path / "train.csv", sentiment_rows(48, seed=3))
     validation = write_csv(tmp_path / "validation.csv", sentiment_rows(24, seed=4))
-    raw = tiny_recipe(tiny_bert_dir, train, tmp_path / "run", epochs=2, lr=5e-2)
+    raw = tiny_recipe(tiny_bert_dir, train, tmp_path / "run", epochs=2, lr=5e-2, eval_precision="fp32")  # as evaluate
     raw["data"]["validation"] = str(validation)
     raw["method"] = {"name": "lora", "r": 4}
     result = finetune(validate_recipe(raw), echo=quiet)

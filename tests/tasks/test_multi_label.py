@@ -32,6 +32,7 @@ def trained(tiny_bert_dir, tmp_path_factory):
     test = write_jsonl(root / "test.jsonl", test_rows)
     raw = multi_label_recipe(tiny_bert_dir, train, root / "run", epochs=4)
     raw["data"]["test"] = str(test)
+    raw["train"]["eval_precision"] = "fp32"  # `tunesmith evaluate` (fp32) then reproduces the final scores exactly
     raw["multi_label"] = {"pos_weight": "counts"}
     lines = []
     result = finetune(validate_recipe(raw), echo=lines.append)

@@ -140,7 +140,7 @@ def test_lineage_and_watch_records(parent, tmp_path, labels):
     if labels == "other":  # a new head: the watched head is put on this run's body
         rows = relabelled(rows, {"pos": "good", "neg": "bad"})
     raw = child_recipe(parent, tmp_path, rows, transfer={"watch": str(parent)}, report={"html": True})
-    raw["train"].update(epochs=2)
+    raw["train"].update(epochs=2, eval_precision="fp32")  # as explicit_parent_metrics evaluates
     result = finetune(validate_recipe(raw), echo=quiet)
     lineage = result["lineage"]
     parent_eval = json.loads((parent / "eval.json").read_text())

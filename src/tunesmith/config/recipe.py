@@ -139,6 +139,10 @@ class TrainSpec(Section):
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 where the GPU or CPU runs it natively (AVX512-BF16/AMX), else fp32")
+    eval_precision: Literal["train", "fp32"] = Field(
+        "train", description="train: the run's evaluations (before, during and after training) in the training "
+                             "precision, bf16 autocast when training in bf16, as Trainer does; fp32: in fp32, as "
+                             "`tunesmith evaluate`, predict and export always run (train/precision.py)")
     eval_every: Union[Literal["epoch"], Annotated[int, Field(ge=1)]] = "epoch"
     log_every: int = Field(10, ge=1)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)

@@ -44,7 +44,7 @@ from tunesmith.train.checkpoint_store import finished_result
 from tunesmith.train.distributed import batches_per_process, main_process, share_from_main
 from tunesmith.train.loop import plan_steps, recorded_evaluation, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
-from tunesmith.train.precision import hold_frozen_weights, make_accelerator, prepare_for_training
+from tunesmith.train.precision import evaluation_context, hold_frozen_weights, make_accelerator, prepare_for_training
 from tunesmith.train.sharding import (FSDP, check_model, check_recipe, engine_of, full_model_state,
                                       load_full_model_state)
 from tunesmith.train.run_claim import STAGING, claim_run_dir
@@ -132,8 +132,9 @@ class FineTune:
         self.optimizer = build_optimizer(self.model, settings)
         self.schedule = build_schedule(self.optimizer, settings, self.plan.total_steps)
         self.bf16_base = bf16_base = hold_frozen_weights(self.accelerator, self.model, recipe.method, self.echo)
-        # mixed precision covers the training forward only: every evaluation runs in fp32, so their numbers compare
-        # (a frozen base held in bf16: evaluations during training in bf16, the final one in fp32)
+        # mixed precision covers the training step; every evaluation enters evaluation_context: the training precision
+        # (eval_precision: train) or fp32 (a frozen base held in bf16: evaluations during training in bf16, the final
+        # one in fp32), so their numbers compare (train/precision.py)
         self.model, self.optimizer, train_loader, *held_out = prepare_for_training(
             self.accelerator, self.model, self.optimizer, loaders.train, *loaders.held_out.values(),
             autocast_everywhere=bf16_base)
@@ -186,8 +187,9 @@ class FineTune:
         self.echo(f"training {plan.total_steps} steps ({plan.steps_per_epoch}/epoch) on {accelerator.device}, "
                   f"evaluating every {plan.eval_every} steps; run directory: {run.path}")
         validation = self.loaders.held_out["validation"]
-        self.task.before_training(self.model, self.tokenizer, self.loaders.held_out, accelerator,
-                                  train_data=self.datasets["train"])
+        with self._evaluating():  # dpo: the reference log-probs, in the precision the policy's are computed in
+            self.task.before_training(self.model, self.tokenizer, self.loaders.held_out, accelerator,
+                                      train_data=self.datasets["train"])
         self.watch.before_training(self.model, log, run.read_metrics())  # transfer.watch: step 0
         release_freed_memory()
         with self.checkpoints.signals():  # SIGINT/SIGTERM: checkpoint at the end of the step, then stop
@@ -195,11 +197,18 @@ class FineTune:
                 model=self.model, optimizer=self.optimizer, schedule=self.schedule,
                 train_loader=self.loaders.train, accelerator=accelerator, plan=plan, stopper=self.stopper,
                 compute_loss=self.task.compute_loss,
-                evaluate=self.watch.around(lambda: self.task.evaluate(self.model, validation, accelerator,
-                                                                      desc="validation"), self.model),
+                evaluate=self.watch.around(lambda: self._evaluate(validation, "validation"), self.model),
                 on_best=self._save_best, log=log, checkpoints=self.checkpoints, state=self.checkpoints.restore(),
             )
         self.train_seconds = time.perf_counter() - self.state.started  # summed over a resumed run's processes
+
+    def _evaluating(self):
+        """Around every evaluation: the run's evaluation precision (train/precision.py)."""
+        return evaluation_context(self.accelerator, self.recipe.train)
+
+    def _evaluate(self, loader, split: str) -> dict:
+        with self._evaluating():
+            return self.task.evaluate(self.model, loader, self.accelerator, desc=split)
 
     def _save_best(self, record: dict) -> None:
         accelerator = self.accelerator  # FSDP: every process gathers the full weights, the main one writes them
@@ -217,8 +226,11 @@ class FineTune:
             default = lambda model, run: load_best_weights(  # noqa: E731
                 model, run, load_state=lambda state: load_full_model_state(accelerator, self.model, state))
         model = self.method.load_best(accelerator.unwrap_model(self.model), run, default, self.tokenizer)
-        retuned = task.after_training(model, self.loaders.held_out["validation"], accelerator, run, self.echo)
-        final = self._final_evaluations(model, self._best_validation_metrics() if not retuned else None)
+        with self._evaluating():
+            retuned = task.after_training(model, self.loaders.held_out["validation"], accelerator, run, self.echo)
+            final = self._final_evaluations(model, self._best_validation_metrics() if not retuned else None)
+            task_results = task.extra_results(model, self.tokenizer, accelerator)
+            watched = self.watch.results(model, self.log)  # transfer.watch: before, after, change
         for name, metrics in final.items():
             self.log({"type": "eval", "split": name, "step": self.stopper.best_step, "final": True, **metrics})
         result = {
@@ -242,14 +254,15 @@ class FineTune:
             "max_length": task.length_summary(),
             "preflight": self.preflight.to_dict(),
         }
-        result.update(task.extra_results(model, self.tokenizer, accelerator))
+        result.update(task_results)
         result.update({"lineage": task.lineage()} if task.parent is not None else {})  # model: an earlier run
-        result.update(self.watch.results(model, self.log))  # transfer.watch: before, after, change
+        result.update(watched)
         result["verdict"] = quality_verdict(self.recipe, result, self.stopper.metric,
                                             task.metric_mode(self.stopper.metric))
         finish_tracking(accelerator)
         if accelerator.is_main_process:
-            task.save_artifacts(run, model, self.loaders.held_out, accelerator)
+            with self._evaluating():
+                task.save_artifacts(run, model, self.loaders.held_out, accelerator)
             record_in_inspect(run.path, self.preflight)
             run.write_eval(result)
             self.checkpoints.finish()  # RUN/checkpoints removed unless checkpoint.keep_on_finish
@@ -267,8 +280,10 @@ class FineTune:
     def _best_validation_metrics(self) -> dict | None:
         """The metrics of the evaluation at the best step when evaluating the reloaded best model would repeat it
         exactly - the same weights (not a PEFT merge), the same precision (no bf16 frozen base), one full copy of
-        the weights (not FSDP / DeepSpeed shards) - else None. It saves a pass over the validation set."""
-        if not self.method.reloads_exactly or self.bf16_base or engine_of(self.accelerator) is not None:
+        the weights (not FSDP / DeepSpeed shards) - and the task saves nothing of that pass (saves_final_outputs),
+        else None. It saves a pass over the validation set."""
+        if (not self.method.reloads_exactly or self.bf16_base or engine_of(self.accelerator) is not None
+                or self.task.saves_final_outputs):
             return None
         return recorded_evaluation(self.state, self.stopper.best_step)
 

@@ -37,7 +37,7 @@ from tunesmith.train.checkpoint import Checkpointer
 from tunesmith.train.checkpoint_store import finished_result
 from tunesmith.train.loop import plan_steps, train_loop
 from tunesmith.train.optim import build_optimizer, build_schedule
-from tunesmith.train.precision import make_accelerator, prepare_for_training
+from tunesmith.train.precision import evaluation_context, make_accelerator, prepare_for_training
 from tunesmith.train.run_claim import claim_run_dir
 from tunesmith.train.stopping import EarlyStopper
 
@@ -176,8 +176,9 @@ class MultiTaskRun:
         return self.tasks[name].compute_loss(self.accelerator.unwrap_model(model).models[name], rows)
 
     def _evaluate(self, split: str) -> dict:
-        return evaluate_tasks(self.tasks, self.accelerator.unwrap_model(self.model), self.held_out,
-                              self.accelerator, split, self.metric)
+        with evaluation_context(self.accelerator, self.recipe.train):  # each task's model: no autocast wrapper
+            return evaluate_tasks(self.tasks, self.accelerator.unwrap_model(self.model), self.held_out,
+                                  self.accelerator, split, self.metric)
 
     def _save_best(self, record: dict) -> None:
         models = self.accelerator.unwrap_model(self.model).models
@@ -219,8 +220,9 @@ class MultiTaskRun:
         for name, task in self.tasks.items():
             self.method.load_best(models[name], RunDir(task.recipe.output), load_best_weights, self.tokenizer)
         for name, task in self.tasks.items():
-            task.after_training(models[name], self.held_out[name]["validation"], self.accelerator,
-                                RunDir(task.recipe.output), self.echo)
+            with evaluation_context(self.accelerator, self.recipe.train):
+                task.after_training(models[name], self.held_out[name]["validation"], self.accelerator,
+                                    RunDir(task.recipe.output), self.echo)
 
     def _task_results(self, final: dict) -> dict:
         """{task: its final metrics per split, rows, sources, model}; also RUN/tasks/<name>/eval.json."""

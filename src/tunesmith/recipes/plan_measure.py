@@ -19,7 +19,7 @@ from tunesmith.recipes.finetune import prepare_data, prepare_model
 from tunesmith.train.checkpoint_state import encode_tree, model_tensors
 from tunesmith.train.loop import backward_and_clip, forward_loss
 from tunesmith.train.optim import build_optimizer
-from tunesmith.train.precision import hold_frozen_weights, make_accelerator, prepare_for_training
+from tunesmith.train.precision import evaluation_context, hold_frozen_weights, make_accelerator, prepare_for_training
 
 
 def measure(recipe, steps: int) -> dict:
@@ -105,7 +105,7 @@ def measure(recipe, steps: int) -> dict:
             raise RuntimeError(f"the loss became {loss.item()} while measuring")
     model.eval()
     eval_seconds = 0.0
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_context(accelerator, settings):  # in the run's evaluation precision
         model(**eval_longest)  # warm-up, and the evaluation's memory peak
         for batch in eval_timed:
             sync()

@@ -27,6 +27,7 @@ from tunesmith.config.recipe import load_recipe
 from tunesmith.errors import DataError, RecipeError
 from tunesmith.models.parent_run import LM_TASKS, find_parent_run, scalar_metrics
 from tunesmith.tasks import make_task
+from tunesmith.train.precision import evaluation_context
 
 WATCH_SPLIT = "watch"
 ADAPTER_METHODS = ("lora", "dora")
@@ -61,7 +62,7 @@ class Watch:
         watched = find_parent_run(path)
         if watched is None:
             raise RecipeError(f"transfer.watch: {path} is not a finished tunesmith run directory")
-        self.run, self.accelerator = watched, accelerator
+        self.run, self.accelerator, self.train_spec = watched, accelerator, recipe.train
         self.task = make_task(load_recipe(watched.recipe_path))
         self.how = watch_mode(watched, task, recipe.method.name, accelerator.unwrap_model(model).config)
         try:
@@ -93,7 +94,8 @@ class Watch:
             body = self.accelerator.unwrap_model(model).base_model
             self.model.base_model.load_state_dict(body.state_dict())
             target = self.model
-        return self.task.evaluate(target, self.loader, self.accelerator, desc=WATCH_SPLIT)
+        with evaluation_context(self.accelerator, self.train_spec):  # the body's copy: no autocast wrapper
+            return self.task.evaluate(target, self.loader, self.accelerator, desc=WATCH_SPLIT)
 
     def logging(self, log):
         """`log`, writing the pending watch record after each validation record of the loop."""

@@ -52,6 +52,8 @@ class Task(ABC):
     exportable: ClassVar[bool] = False  # tunesmith export (merged / onnx / int8, re-evaluated) supports it
     random_held_out: ClassVar[str | None] = None  # what the rows hold, when a held-out fraction is drawn at random
     # (no classes to stratify by): `stratify: true` written in the recipe is refused (check_random_held_out)
+    saves_final_outputs: ClassVar[bool] = False  # save_artifacts writes what the final evaluation pass computed
+    # (kept by evaluate), so that pass over the validation set is never replaced by the best step's metrics
 
     def __init__(self, recipe):
         self.recipe = recipe

@@ -40,6 +40,7 @@ class RegressionTask(SequenceTask):
     default_metric = "pearson"
     summary_columns = ("loss", "pearson", "spearman", "rmse", "mae", "r2")
     random_held_out = "regression targets"
+    saves_final_outputs = True  # predictions_<split> files: the final evaluation's (self.newest)
 
     def __init__(self, recipe):
         super().__init__(recipe)

@@ -60,6 +60,7 @@ class TokenClassificationTask(Task):
     bounded_metrics = BOUNDED_METRICS
     summary_columns = ("loss", "f1", "precision", "recall", "token_accuracy")
     random_held_out = "tagged sentences"
+    saves_final_outputs = True  # predictions_<split> files: the final evaluation's (self.newest)
     exportable = True
 
     def __init__(self, recipe):

@@ -6,14 +6,20 @@ it trains in fp32. On the reference CPU (AVX512-BF16, 2 cores) bf16 autocast mad
 faster at every sequence length measured (6 to 60 tokens) for the same dev accuracy; see
 docs/benchmarks.md. `precision: fp32` / `bf16` force one or the other.
 
-Autocast covers the training forward pass only (`prepare_for_training` keeps it off the model's forward, and
-the training step enters `accelerator.autocast()`); every evaluation runs in fp32, so the numbers before,
-during and after training and those of `tunesmith evaluate` compare with each other. The one exception: LoRA /
-DoRA with the frozen base held in bf16 (methods/frozen_precision.py), whose evaluations during training run in
-bf16 autocast and whose final evaluation runs in fp32 on the model merged from the fp32 base.
+Autocast covers the training step (`prepare_for_training` keeps it off the model's forward, and the training step
+enters `accelerator.autocast()`) and, by default (`train.eval_precision: train`), every evaluation of the run, as
+Trainer's do: before, during and after training each one enters `evaluation_context`, so their numbers compare with
+each other. On the reference CPU a MiniLM pass over SST-2's dev set took 1.05 s in bf16 autocast against 2.85 s in
+fp32 (docs/benchmarks.md). What uses a finished run - `tunesmith evaluate`, predict, serve, export, merge - runs in
+fp32, so after a bf16 run its numbers differ from eval.json's by bf16 rounding; `eval_precision: fp32` evaluates
+the run in fp32 too (then they are the same computation). The one exception: LoRA / DoRA with the frozen base held
+in bf16 (methods/frozen_precision.py), whose evaluations during training run in bf16 autocast whatever
+eval_precision says. Preflight's checks compare fp32 forwards.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -80,11 +86,22 @@ def hold_frozen_weights(accelerator, model, spec, echo=print) -> bool:
     return True
 
 
+def evaluates_in_training_precision(train_spec) -> bool:
+    """train.eval_precision: train (the default)."""
+    return train_spec.eval_precision == "train"
+
+
+def evaluation_context(accelerator, train_spec):
+    """Around an evaluation outside the prepared model's forward (a reloaded or merged model): the training
+    autocast under eval_precision: train, else nothing."""
+    return accelerator.autocast() if evaluates_in_training_precision(train_spec) else contextlib.nullcontext()
+
+
 def prepare_for_training(accelerator, model, *objects, autocast_everywhere: bool = False):
     """`accelerator.prepare(model, *objects)`, with mixed precision kept off the model's forward pass: the
-    training step enters `accelerator.autocast()` itself (train/loop.py, plan.py), so evaluations run in fp32.
-    `autocast_everywhere` (a frozen base held in bf16) keeps Accelerate's autocast wrapper on the forward, so
-    evaluations during training run in bf16 too."""
+    training step enters `accelerator.autocast()` itself (train/loop.py, plan.py), evaluations enter
+    `evaluation_context`. `autocast_everywhere` (a frozen base held in bf16) keeps Accelerate's autocast wrapper
+    on the forward, so evaluations during training run in bf16 whatever eval_precision says."""
     prepared = accelerator.prepare(model, *objects)
     if not autocast_everywhere:
         accelerator.unwrap_model(prepared[0] if objects else prepared, keep_fp32_wrapper=False)  # drops the wrapper
