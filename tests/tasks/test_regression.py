@@ -61,6 +61,20 @@ def test_predictions_are_in_the_users_units(tiny_bert_dir, tmp_path):
         float(np.sqrt(np.mean((saved.pred_score - saved.true_score) ** 2))), rel=1e-4)
 
 
+@pytest.mark.preflight_expected("lr_above_method")  # a high rate, so later evaluations are worse
+def test_the_saved_predictions_are_the_best_models_when_a_later_evaluation_was_worse(tiny_bert_dir, tmp_path):
+    """RUN/predictions_validation.csv comes from the final pass over the reloaded best model (saves_final_outputs),
+    not from the newest evaluation during training, nor is that pass replaced by the best step's metrics."""
+    recipe = recipe_for(tiny_bert_dir, tmp_path, scored_rows(80), train__lr=0.05, train__eval_every=2,
+                        train__early_stopping={"metric": "pearson", "patience": 100})
+    result = finetune(recipe, echo=lambda line: None)
+    assert result["best"]["step"] < result["steps"]  # later evaluations were worse: the newest is not the best
+    saved = pd.read_csv(tmp_path / "run" / "predictions_validation.csv")
+    assert result["validation"]["rmse"] == pytest.approx(
+        float(np.sqrt(np.mean((saved.pred_score - saved.true_score) ** 2))), rel=1e-4)
+    assert result["validation"]["pearson"] == pytest.approx(result["best"]["value"], abs=1e-3)
+
+
 def test_several_targets(tiny_bert_dir, tmp_path):
     recipe = recipe_for(tiny_bert_dir, tmp_path, scored_rows(80),
                         data__columns={"text": "text", "label": ["score", "length"]})
