@@ -56,7 +56,8 @@ def recipe_dict(model: str, steps: int, out: Path, block: int = 256, loss_chunk:
         "method": method_dict(method, frozen_precision, checkpointing),
         "train": {"epochs": 1, "max_steps": steps, "batch_size": batch_size, "eval_batch_size": 2 * batch_size, "lr": LR[method],
                   "schedule": "linear", "warmup": 0.0, "max_length": block, "eval_every": steps, "log_every": 5,
-                  "early_stopping": {"metric": "loss"}, "seed": 0, "weight_decay": 0.0},
+                  "early_stopping": {"metric": "loss"}, "seed": 0, "weight_decay": 0.0,
+                  "eval_precision": "fp32"},  # the validation loss in fp32, as the peer's is computed
         "output": str(out),
     }
 

@@ -14,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from tunesmith.config.baselines import BaselinesSpec
-from tunesmith.baselines.tfidf import C_GRID, PARALLEL_MIN_ROWS, choose_c, fold_workers, tfidf_scores
+from tunesmith.baselines.tfidf import C_GRID, PARALLEL_MIN_ROWS, choose_c, fold_workers, next_cs, tfidf_scores
 from tunesmith.config.recipe import validate_recipe
 
 SMS = Path(__file__).resolve().parents[2] / "data" / "sms_spam" / "SMSSpamCollection"
@@ -44,13 +44,20 @@ def direct_sklearn(texts, y, scoring, folds=5, seed=0):
     return search.fit(texts, y)
 
 
+def assert_grid_scores(scores: dict, search) -> None:
+    """Each C the walk tried scores as GridSearchCV scores it, and the walk tried the grid's best C."""
+    grid = dict(zip((f"{c:g}" for c in C_GRID), search.cv_results_["mean_test_score"]))
+    assert scores == pytest.approx({c: grid[c] for c in scores}, abs=1e-9)
+    assert f"{search.best_params_['clf__C']:g}" in scores and 3 <= len(scores) <= len(C_GRID)
+
+
 def test_tfidf_matches_a_direct_scikit_learn_grid_search(sms):
     x_train, y_train, x_held, y_held = sms
     ours = tfidf_scores(x_train, y_train, {"validation": x_held}, {"validation": y_held}, ["ham", "spam"],
                         metric="macro_f1", folds=5, seed=0)["validation"]
     search = direct_sklearn(x_train, y_train, "f1_macro")
     assert ours["C"] == search.best_params_["clf__C"]
-    assert list(ours["cv"]["scores"].values()) == pytest.approx(list(search.cv_results_["mean_test_score"]), abs=1e-9)
+    assert_grid_scores(ours["cv"]["scores"], search)
     predicted = search.predict(x_held)
     assert ours["accuracy"] == pytest.approx(accuracy_score(y_held, predicted), abs=1e-9)
     assert ours["macro_f1"] == pytest.approx(f1_score(y_held, predicted, average="macro"), abs=1e-9)
@@ -66,7 +73,7 @@ def test_the_search_scores_with_the_early_stopping_metric(sms):
     chosen = choose_c(x_train[:150], y_train[:150], scoring="neg_log_loss", folds=3, seed=1)
     search = direct_sklearn(x_train[:150], y_train[:150], "neg_log_loss", folds=3, seed=1)
     assert chosen["metric"] == "neg_log_loss" and chosen["C"] == search.best_params_["clf__C"]
-    assert list(chosen["scores"].values()) == pytest.approx(list(search.cv_results_["mean_test_score"]), abs=1e-9)
+    assert_grid_scores(chosen["scores"], search)
 
 
 def test_rare_classes_cap_the_folds_and_one_class_is_skipped():
@@ -107,7 +114,16 @@ def test_the_folds_score_the_same_in_worker_processes(sms):
     parallel = choose_c(x_train[:150], y_train[:150], scoring="f1_macro", folds=3, seed=2, workers=2)
     assert parallel == serial
     search = direct_sklearn(x_train[:150], y_train[:150], "f1_macro", folds=3, seed=2)
-    assert list(parallel["scores"].values()) == pytest.approx(list(search.cv_results_["mean_test_score"]), abs=1e-9)
+    assert_grid_scores(parallel["scores"], search)
+
+
+def test_the_c_walk_goes_outwards_only_while_the_best_is_at_an_edge():
+    middle = {1.0: 0.80, 10.0: 0.85, 100.0: 0.84}
+    assert next_cs(middle) == []  # the best inside: the grid's other values are not fitted
+    assert next_cs({1.0: 0.86, 10.0: 0.85, 100.0: 0.84}) == [0.1]
+    assert next_cs({0.1: 0.87, 1.0: 0.86, 10.0: 0.85, 100.0: 0.84}) == []  # the grid's end
+    assert next_cs({1.0: 0.80, 10.0: 0.82, 100.0: 0.84}) == [1000.0]
+    assert next_cs({1.0: 0.85, 10.0: 0.85, 100.0: 0.84}) == [0.1]  # ties: the smaller C, as GridSearchCV
 
 
 def test_fold_workers_are_one_for_small_data_and_at_most_one_per_fold():

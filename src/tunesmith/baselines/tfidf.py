@@ -2,16 +2,17 @@
 
     features   FeatureUnion of TfidfVectorizer(word 1-2 grams) and TfidfVectorizer(char_wb 2-5 grams, min_df 2),
                sublinear term frequency
-    model      LogisticRegression (L2, lbfgs); C from C_GRID, chosen by stratified k-fold cross-validation on
-               the training set, scored with the metric the fine-tuned model is selected on
+    model      LogisticRegression (L2, lbfgs); C along C_GRID, chosen by stratified k-fold cross-validation on
+               the training set (from the grid's middle outwards: choose_c), scored with the metric the
+               fine-tuned model is selected on
                (macro_f1 -> f1_macro, accuracy, weighted_f1 -> f1_weighted, balanced_accuracy,
                loss -> neg_log_loss; any other, e.g. pr_auc, -> f1_macro)
 
 The vectorizers are refitted inside every fold, so the held-out fold never shapes the vocabulary or the
-IDF weights: the search is `GridSearchCV(Pipeline([features, LogisticRegression]), {"C": C_GRID},
-cv=StratifiedKFold(k, shuffle=True, random_state=seed))` to float rounding, only faster: the training texts are
+IDF weights: each C's score is `GridSearchCV(Pipeline([features, LogisticRegression]), {"C": C_GRID},
+cv=StratifiedKFold(k, shuffle=True, random_state=seed))`'s to float rounding, only faster: the training texts are
 analysed into n-gram counts once (CountedTexts), and each fold's vocabulary, IDF weights and features are derived
-from the counts of its rows, once for all values of C. The folds are scored in parallel worker processes (one per
+from the counts of its rows, once per round of the search. The folds are scored in parallel worker processes (one per
 CPU core, up to one per fold) when the training set has PARALLEL_MIN_ROWS rows or more: every fold computes the same
 numbers in a worker as in this process. The chosen C is then refitted on the whole training set and scored on every
 held-out split with the same metrics as the fine-tuned model (plus log loss).
@@ -128,11 +129,14 @@ def scoring_for(metric: str) -> str:
 
 def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed: int,
              counted: CountedTexts | None = None, workers: int | None = None) -> dict:
-    """Cross-validate every C in C_GRID -> {"C", "folds", "metric", "scores": {C: mean score}}.
+    """Cross-validate C along C_GRID -> {"C", "folds", "metric", "scores": {C: mean score of each C tried}}.
 
-    Folds are capped by the rarest class (each fold needs every class); below 2 there is no search
-    and C is 1.0. `counted`: these texts already analysed (else they are, here). `workers`: processes scoring
-    the folds (default: fold_workers); the scores do not depend on it.
+    The walk starts from the grid's middle three values and goes on outwards while the best so far is at an
+    edge of what was tried (next_cs): the C GridSearchCV over the whole grid chooses whenever the mean score
+    rises then falls along the grid, the usual shape, for 3 of its 5 fits when the best is inside. Folds are
+    capped by the rarest class (each fold needs every class); below 2 there is no search and C is 1.0.
+    `counted`: these texts already analysed (else they are, here). `workers`: processes scoring the folds
+    (default: fold_workers); the scores do not depend on it.
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold
@@ -142,25 +146,37 @@ def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed
         return {"C": 1.0, "folds": 0, "metric": scoring, "scores": {},
                 "note": "a class has fewer than 2 training rows: no cross-validation, C=1"}
     counts = (counted or CountedTexts(texts)).without_vocabularies()
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(texts, y))
     workers = fold_workers(len(texts), folds) if workers is None else workers
-    per_fold = Parallel(n_jobs=workers, backend="loky")(
-        delayed(score_fold)(counts, y, fit_rows, held_rows, scoring) for fit_rows, held_rows in splitter.split(texts, y))
-    means = np.asarray(per_fold).mean(axis=0)  # folds x C -> the mean score of each C
-    best = int(np.argmax(means))  # the first of equal scores, as GridSearchCV
-    return {"C": C_GRID[best], "folds": folds, "metric": scoring,
-            "scores": {f"{c:g}": float(m) for c, m in zip(C_GRID, means)}}
+    means: dict[float, float] = {}
+    with Parallel(n_jobs=workers, backend="loky") as parallel:
+        cs = list(C_GRID[1:-1]) if len(C_GRID) > 3 else list(C_GRID)
+        while cs:
+            per_fold = parallel(delayed(score_fold)(counts, y, fit_rows, held_rows, scoring, cs)
+                                for fit_rows, held_rows in splits)
+            means.update(zip(cs, np.asarray(per_fold).mean(axis=0)))  # folds x C -> the mean score of each C
+            cs = next_cs(means)
+    tried = sorted(means)
+    best = max(tried, key=lambda c: means[c])  # the first (smallest C) of equal scores, as GridSearchCV
+    return {"C": best, "folds": folds, "metric": scoring, "scores": {f"{c:g}": float(means[c]) for c in tried}}
+
+
+def next_cs(means: dict[float, float]) -> list[float]:
+    """The grid's neighbours of the best C so far that were not tried yet: none once the best is inside."""
+    best = C_GRID.index(max(sorted(means), key=lambda c: means[c]))
+    return [C_GRID[i] for i in (best - 1, best + 1) if 0 <= i < len(C_GRID) and C_GRID[i] not in means]
 
 
 def score_fold(counts: CountedTexts, y: np.ndarray, fit_rows: np.ndarray, held_rows: np.ndarray,
-               scoring: str) -> list[float]:
-    """One fold: features fitted on its training rows, a classifier per C, each scored on the held-out rows."""
+               scoring: str, cs=C_GRID) -> list[float]:
+    """One fold: features fitted on its training rows, a classifier per C in `cs`, each scored on the held-out
+    rows."""
     from sklearn.metrics import get_scorer
 
     scorer = get_scorer(scoring)
     features = counts.fitted(fit_rows)
     x_fit, x_held = features.rows(fit_rows), features.rows(held_rows)
-    return [float(scorer(_fit(make_classifier(c), x_fit, y[fit_rows]), x_held, y[held_rows])) for c in C_GRID]
+    return [float(scorer(_fit(make_classifier(c), x_fit, y[fit_rows]), x_held, y[held_rows])) for c in cs]
 
 
 def fold_workers(rows: int, folds: int) -> int:
