@@ -29,11 +29,13 @@ KINDS = [  # first match wins, on the operator name
     ("gradient clipping (norms)", ("norm", "clip_grad", "_foreach_mul")),
     ("embedding lookup and its gradient", ("embedding",)),
     ("layer norm", ("layer_norm",)),
+    ("RMSNorm (pow, mean, rsqrt)", ("rms_norm", "rsqrt", "aten::pow", "aten::mean")),
+    ("SiLU (SwiGLU)", ("silu",)),
+    ("loss (log-softmax, NLL)", ("cross_entropy", "nll_loss", "log_softmax")),
     ("GELU, dropout, softmax, adds (elementwise)", ("gelu", "dropout", "softmax", "add", "mul", "div", "tanh",
                                                      "where", "masked_fill", "bernoulli")),
     ("dtype casts (bf16 autocast)", ("aten::to", "_to_copy", "copy_")),
     ("zeroing gradients, allocation", ("zero_", "fill_", "empty", "zeros")),
-    ("loss", ("cross_entropy", "nll_loss", "log_softmax")),
 ]
 
 
@@ -43,6 +45,20 @@ def kind_of(name: str) -> str:
         if any(key.lower() in lowered for key in keys):
             return kind
     return "other"
+
+
+def kind_table(events, steps: int, cuda: bool) -> tuple[list, list, float]:
+    """(kinds by ms per step, largest first; operators by self ms per step, largest first; total ms per step).
+    The self time of every operator (no double counting of nested calls), summed by kind: CPU time on a CPU, GPU
+    kernel time on a GPU (the CPU side there is launch overhead)."""
+    by_kind: dict[str, float] = defaultdict(float)
+    top = []
+    for event in events:
+        self_us = event.self_device_time_total if cuda else event.self_cpu_time_total
+        self_ms = self_us / 1000 / steps
+        by_kind[kind_of(event.key)] += self_ms
+        top.append((self_ms, event.key))
+    return sorted(by_kind.items(), key=lambda kv: -kv[1]), sorted(top, reverse=True), sum(by_kind.values())
 
 
 def main() -> None:
@@ -98,18 +114,7 @@ def main() -> None:
             shapes.append(step())
         if cuda:
             torch.cuda.synchronize()
-    events = prof.key_averages()
-    # self time of every operator (no double counting of nested calls), summed by kind: CPU time on a CPU,
-    # GPU kernel time on a GPU (the CPU side there is launch overhead)
-    by_kind: dict[str, float] = defaultdict(float)
-    top = []
-    for event in events:
-        self_us = event.self_device_time_total if cuda else event.self_cpu_time_total
-        self_ms = self_us / 1000 / args.steps
-        by_kind[kind_of(event.key)] += self_ms
-        top.append((self_ms, event.key))
-    total = sum(by_kind.values())
-    rows = sorted(by_kind.items(), key=lambda kv: -kv[1])
+    rows, top, total = kind_table(prof.key_averages(), args.steps, cuda)
     mean_len = sum(s[1] for s in shapes) / len(shapes)
     print(f"precision {accelerator.mixed_precision}, {args.steps} steps, batch 32 x {mean_len:.1f} tokens on "
           f"average, {'GPU kernel' if cuda else f'{torch.get_num_threads()} threads, CPU'} time: {total:.1f} ms of "
@@ -118,12 +123,12 @@ def main() -> None:
     for kind, ms in rows:
         print(f"| {kind} | {ms:.1f} | {100 * ms / total:.0f}% |")
     print("\ntop operators (self ms per step):")
-    for ms, name in sorted(top, reverse=True)[:15]:
+    for ms, name in top[:15]:
         print(f"  {ms:7.2f}  {name}")
     if args.json:
         args.json.write_text(json.dumps({"precision": accelerator.mixed_precision, "steps": args.steps,
                                          "mean_tokens_per_row": mean_len, "ms_per_step": total,
-                                         "by_kind": dict(rows), "top": sorted(top, reverse=True)[:25]}, indent=2))
+                                         "by_kind": dict(rows), "top": top[:25]}, indent=2))
 
 
 if __name__ == "__main__":
