@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean browser
+.PHONY: demo test venv bench clean browser allocator
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,13 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# tcmalloc, which the tunesmith command runs under where it is installed (src/tunesmith/allocator.py); without it
+# tunesmith runs under the system's allocator, only slower on a CPU
+allocator:
+	@ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq libtcmalloc-minimal4 >/dev/null) || echo "note: tcmalloc not installed: tunesmith runs under the system allocator"
+
+demo: $(STAMP) allocator
 	HF_HUB_OFFLINE=1 $(BIN)/tunesmith train examples/sms_spam.yaml
 
 # headless Chromium for the report rendering test (tests/report); that test skips with a reason without it
@@ -24,7 +30,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "note: chromium not installed: the report rendering test will skip"
 
-test: $(STAMP) browser
+test: $(STAMP) browser allocator
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 # speed benchmarks against Hugging Face Trainer (needs ../shared/data/sst2); BENCH_ARGS=--quick for a smoke run

@@ -17,7 +17,8 @@ PACKAGE = "tunesmith"
 
 # lowest first; a module may import from its own layer or any layer below it
 LAYERS = [
-    ("foundation", {"tunesmith", "errors", "artifacts", "writers"}),  # errors, atomic files, the run directory
+    ("foundation", {"tunesmith", "errors", "artifacts", "writers", "allocator"}),  # errors, atomic files, the run
+    # directory, the process's memory allocator
     ("config", {"config"}),  # every recipe section, pure pydantic
     ("data", {"data"}),
     ("models", {"models"}),

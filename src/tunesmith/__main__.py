@@ -3,6 +3,10 @@
 
 import sys
 
-from tunesmith.cli import main
+from tunesmith.allocator import run_under_preferred_allocator
+
+run_under_preferred_allocator()  # tcmalloc where installed (tunesmith/allocator.py)
+
+from tunesmith.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -298,5 +298,13 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
+def console_main() -> int:
+    """The `tunesmith` command: main() under the preferred allocator (tunesmith/allocator.py)."""
+    from tunesmith.allocator import run_under_preferred_allocator
+
+    run_under_preferred_allocator()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

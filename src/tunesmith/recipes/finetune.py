@@ -22,6 +22,7 @@ import transformers
 from accelerate.utils import set_seed
 
 from tunesmith import __version__
+from tunesmith.allocator import allocator_in_use
 from tunesmith.artifacts import RunDir
 from tunesmith.config.method import DEFAULT_LR, LOW_LR_FACTOR, default_lr
 from tunesmith.data.token_cache import encode_splits
@@ -333,4 +334,5 @@ def environment(accelerator) -> dict:
         "processes": accelerator.num_processes, "engine": engine_of(accelerator) or "DDP",
         "threads": torch.get_num_threads(),
         "precision": "bf16" if accelerator.mixed_precision == "bf16" else "fp32",
+        "allocator": allocator_in_use(),  # tcmalloc where the command line found it (tunesmith/allocator.py)
     }
