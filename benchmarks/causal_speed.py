@@ -72,7 +72,8 @@ def run_tunesmith(model: str, steps: int, out: Path, block: int, loss_chunk: int
     result = finetune(validate_recipe(raw), echo=lambda *a: None)
     timing = result["timing"]
     return {"train_s": timing["train_s"], "tokens": timing["tokens"], "padded_tokens": timing["padded_tokens"],
-            "val_loss": result["validation"]["loss"], "precision": result["environment"]["precision"]}
+            "val_loss": result["validation"]["loss"], "precision": result["environment"]["precision"],
+            "allocator": result["environment"]["allocator"]}
 
 
 def run_trainer(model_name: str, steps: int, out: Path, block: int, method: str = "lora",
@@ -123,6 +124,10 @@ def contender_main(args) -> None:
 
     from tunesmith.models import resolve_model
 
+    if args.contender.startswith("tunesmith"):  # as the tunesmith command runs: under tcmalloc where installed
+        from tunesmith.allocator import run_under_preferred_allocator
+
+        run_under_preferred_allocator((str(Path(__file__).resolve()),))
     out = Path(tempfile.mkdtemp(prefix=f"bench-lm-{args.contender}-"))
     if args.contender.startswith("trainer"):
         result = run_trainer(args.model, args.steps, out, args.block_size, args.method, args.batch_size)
