@@ -120,14 +120,14 @@ def run_trainer(model_name: str, steps: int, out: Path, block: int, method: str 
 
 
 def contender_main(args) -> None:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from tunesmith.models import resolve_model
-
     if args.contender.startswith("tunesmith"):  # as the tunesmith command runs: under tcmalloc where installed
         from tunesmith.allocator import run_under_preferred_allocator
 
         run_under_preferred_allocator((str(Path(__file__).resolve()),))
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tunesmith.models import resolve_model
+
     out = Path(tempfile.mkdtemp(prefix=f"bench-lm-{args.contender}-"))
     if args.contender.startswith("trainer"):
         result = run_trainer(args.model, args.steps, out, args.block_size, args.method, args.batch_size)

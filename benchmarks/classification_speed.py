@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import os  # noqa: E402
 
 # the contender's whole process: imports, data, training, evaluations, report; a tunesmith contender started again
 # under tcmalloc (as the tunesmith command starts itself) counts from its first start

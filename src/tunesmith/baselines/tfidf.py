@@ -150,25 +150,29 @@ def choose_c(texts: np.ndarray, y: np.ndarray, *, scoring: str, folds: int, seed
     workers = fold_workers(len(texts), folds) if workers is None else workers
     means: dict[float, float] = {}
     with Parallel(n_jobs=workers, backend="loky") as parallel:
-        cs = list(C_GRID[1:-1]) if len(C_GRID) > 3 else list(C_GRID)
+        cs = list(C_GRID[1:-1])
         while cs:
             per_fold = parallel(delayed(score_fold)(counts, y, fit_rows, held_rows, scoring, cs)
                                 for fit_rows, held_rows in splits)
             means.update(zip(cs, np.asarray(per_fold).mean(axis=0)))  # folds x C -> the mean score of each C
             cs = next_cs(means)
-    tried = sorted(means)
-    best = max(tried, key=lambda c: means[c])  # the first (smallest C) of equal scores, as GridSearchCV
-    return {"C": best, "folds": folds, "metric": scoring, "scores": {f"{c:g}": float(means[c]) for c in tried}}
+    return {"C": best_c(means), "folds": folds, "metric": scoring,
+            "scores": {f"{c:g}": float(means[c]) for c in sorted(means)}}
+
+
+def best_c(means: dict[float, float]) -> float:
+    """The C of the highest mean score; of equal scores the smallest C, as GridSearchCV."""
+    return max(sorted(means), key=lambda c: means[c])
 
 
 def next_cs(means: dict[float, float]) -> list[float]:
     """The grid's neighbours of the best C so far that were not tried yet: none once the best is inside."""
-    best = C_GRID.index(max(sorted(means), key=lambda c: means[c]))
+    best = C_GRID.index(best_c(means))
     return [C_GRID[i] for i in (best - 1, best + 1) if 0 <= i < len(C_GRID) and C_GRID[i] not in means]
 
 
 def score_fold(counts: CountedTexts, y: np.ndarray, fit_rows: np.ndarray, held_rows: np.ndarray,
-               scoring: str, cs=C_GRID) -> list[float]:
+               scoring: str, cs: list[float]) -> list[float]:
     """One fold: features fitted on its training rows, a classifier per C in `cs`, each scored on the held-out
     rows."""
     from sklearn.metrics import get_scorer

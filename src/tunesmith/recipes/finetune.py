@@ -230,8 +230,6 @@ class FineTune:
         with self._evaluating():
             retuned = task.after_training(model, self.loaders.held_out["validation"], accelerator, run, self.echo)
             final = self._final_evaluations(model, self._best_validation_metrics() if not retuned else None)
-            task_results = task.extra_results(model, self.tokenizer, accelerator)
-            watched = self.watch.results(model, self.log)  # transfer.watch: before, after, change
         for name, metrics in final.items():
             self.log({"type": "eval", "split": name, "step": self.stopper.best_step, "final": True, **metrics})
         result = {
@@ -255,9 +253,9 @@ class FineTune:
             "max_length": task.length_summary(),
             "preflight": self.preflight.to_dict(),
         }
-        result.update(task_results)
+        result.update(task.extra_results(model, self.tokenizer, accelerator))
         result.update({"lineage": task.lineage()} if task.parent is not None else {})  # model: an earlier run
-        result.update(watched)
+        result.update(self.watch.results(model, self.log))  # transfer.watch: before, after, change
         result["verdict"] = quality_verdict(self.recipe, result, self.stopper.metric,
                                             task.metric_mode(self.stopper.metric))
         finish_tracking(accelerator)
