@@ -86,15 +86,10 @@ def hold_frozen_weights(accelerator, model, spec, echo=print) -> bool:
     return True
 
 
-def evaluates_in_training_precision(train_spec) -> bool:
-    """train.eval_precision: train (the default)."""
-    return train_spec.eval_precision == "train"
-
-
 def evaluation_context(accelerator, train_spec):
-    """Around an evaluation outside the prepared model's forward (a reloaded or merged model): the training
-    autocast under eval_precision: train, else nothing."""
-    return accelerator.autocast() if evaluates_in_training_precision(train_spec) else contextlib.nullcontext()
+    """Around every evaluation of a run: the training autocast under train.eval_precision: train (the default),
+    else nothing (fp32)."""
+    return accelerator.autocast() if train_spec.eval_precision == "train" else contextlib.nullcontext()
 
 
 def prepare_for_training(accelerator, model, *objects, autocast_everywhere: bool = False):
